@@ -1,0 +1,142 @@
+"""The ``coursecorrect`` command line: thin shells over the library's functions."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from coursecorrect import __version__
+from coursecorrect.config import load_config, validate_config
+from coursecorrect.envs import ENVS, Env, EnvConfig
+from coursecorrect.errors import CourseCorrectError
+
+app = typer.Typer(
+    help="Teach language-model agents to recover from their own mistakes (Agent-R, RISE).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+env_app = typer.Typer(help="List, play and check environments.", no_args_is_help=True)
+app.add_typer(env_app, name="env")
+console = Console(highlight=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"coursecorrect {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """coursecorrect: Agent-R and RISE for open LLM agents."""
+
+
+def _env_from(name: Optional[str], config: Optional[Path], max_steps: Optional[int]) -> Env:
+    """An env from a config file and/or a name; command-line values win over the file's."""
+    spec = load_config(EnvConfig, config) if config else EnvConfig()
+    updates = {key: value for key, value in (("name", name), ("max_steps", max_steps)) if value is not None}
+    return validate_config(EnvConfig, {**spec.model_dump(), **updates}, source="env").make()
+
+
+@env_app.command("list")
+def env_list() -> None:
+    """List registered environments with their task counts."""
+    table = Table("env", "tasks", "train", "test", "snapshots", "about")
+    for name in ENVS.names():
+        env = ENVS.get(name)()
+        with env:
+            counts = [str(len(env.task_ids(split))) if split in env.splits else "-" for split in ("train", "test")]
+            about = (type(env).__doc__ or "").strip().splitlines()[0]
+            table.add_row(name, str(env.num_tasks), *counts, "copy" if env.supports_snapshot else "replay", about)
+    console.print(table)
+
+
+PLAY_HELP = "Type an action, or :solve (the expert's plan), :reset, :help, :quit."
+
+
+@env_app.command("play")
+def env_play(
+    name: Annotated[Optional[str], typer.Argument(help="Env name, e.g. textcraft.")] = None,
+    task: Annotated[int, typer.Option(help="Task id to play.")] = 0,
+    max_steps: Annotated[Optional[int], typer.Option(help="Actions before the episode is cut.")] = None,
+    config: Annotated[Optional[Path], typer.Option(help="Env config file (.toml/.yaml).")] = None,
+    instruction: Annotated[bool, typer.Option(help="Print the env's instruction prompt first.")] = False,
+) -> None:
+    """Play an environment by hand: observations are printed, actions read from the keyboard."""
+    env = _env_from(name, config, max_steps)
+    with env:
+        if instruction:
+            console.print(env.instruction, markup=False)
+        console.print(f"[bold]{env.name} task {task}[/bold]  ({PLAY_HELP})")
+        console.print(env.reset(task), markup=False)
+        while True:
+            try:
+                line = input("> ").strip()
+            except EOFError:
+                console.print()
+                return
+            if line in (":quit", ":q"):
+                return
+            if line == ":help":
+                console.print(PLAY_HELP)
+            elif line == ":reset":
+                console.print(env.reset(task), markup=False)
+            elif line == ":solve":
+                plan = env.expert_actions()
+                console.print("\n".join(plan) if plan else "This env has no expert solver.", markup=False)
+            else:
+                result = env.step(line)
+                console.print(result.observation, markup=False)
+                if result.done:
+                    verdict = "solved" if result.reward > 0 else "step limit reached" if result.truncated else "over"
+                    console.print(f"[bold]Episode {verdict}[/bold]: reward {result.reward:g} in {len(env.actions)} steps.")
+                    return
+
+
+@env_app.command("check")
+def env_check(
+    name: Annotated[str, typer.Argument(help="Env name, e.g. textcraft.")],
+    split: Annotated[str, typer.Option(help="train, test or all.")] = "all",
+) -> None:
+    """Run the env's expert on every task of a split and report how many it solves."""
+    env = ENVS.get(name)()
+    with env:
+        solved, failed = 0, []
+        for task_id in env.task_ids(split):
+            env.reset(task_id)
+            plan = env.expert_actions()
+            if plan is None:
+                raise CourseCorrectError(f"env {name!r} has no expert solver to check with")
+            results = [env.step(action) for action in plan]
+            if results and results[-1].reward >= 1:
+                solved += 1
+            else:
+                failed.append(task_id)
+        total = solved + len(failed)
+        console.print(f"{name} {split}: the expert solved {solved}/{total} tasks.")
+        if failed:
+            console.print(f"unsolved task ids: {failed[:20]}{' ...' if len(failed) > 20 else ''}")
+            raise typer.Exit(1)
+
+
+def main() -> None:
+    """Entry point: user errors become one readable line and exit code 2, never a traceback."""
+    try:
+        app()
+    except CourseCorrectError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""Text environments: the protocol, the registry, and configs that name envs by string.
+
+Register your own env with ``register_env("myenv", MyEnv)`` or ``register_env("myenv", "pkg.mod:MyEnv")``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from coursecorrect.config import Config
+from coursecorrect.envs.base import Env, Snapshot, StepResult
+from coursecorrect.errors import ConfigError, UnknownNameError
+from coursecorrect.registry import Registry
+
+ENVS: Registry[Env] = Registry("env", Env)
+ENVS.register("textcraft", "coursecorrect.envs.textcraft.env:TextCraftEnv")
+
+
+def register_env(name: str, target: str | type[Env], overwrite: bool = False) -> None:
+    """Make an env class available to configs and the CLI under ``name``."""
+    ENVS.register(name, target, overwrite=overwrite)
+
+
+def make_env(name: str, **kwargs: Any) -> Env:
+    """Instantiate the env registered as ``name`` with constructor ``kwargs``."""
+    cls = ENVS.get(name)
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"env {name!r}: bad options {kwargs}: {exc}") from None
+
+
+class EnvConfig(Config):
+    """Which env to play, and how."""
+
+    name: str = Field("textcraft", description="registered env name, e.g. 'textcraft'")
+    max_steps: int = Field(100, ge=1, description="actions per episode before it is truncated")
+    options: dict[str, Any] = Field(default_factory=dict, description="extra constructor arguments of the env")
+
+    @field_validator("name")
+    @classmethod
+    def _known(cls, name: str) -> str:
+        if name not in ENVS:
+            raise ValueError(str(UnknownNameError("env", name, ENVS.names())))
+        return name
+
+    def make(self) -> Env:
+        return make_env(self.name, max_steps=self.max_steps, **self.options)
+
+
+__all__ = ["ENVS", "Env", "EnvConfig", "Snapshot", "StepResult", "make_env", "register_env"]

@@ -1,0 +1,81 @@
+"""The run directory every stage writes into.
+
+    runs/NAME/
+      config.yaml            the run's config, written once; a re-run with another config is refused
+      iter_1/collect/        one folder per stage of an iteration (collect, data, train, eval, ...)
+      iter_1/eval/DONE.json  a stage is finished when its DONE.json exists (written last, atomically)
+      eval/                  stages outside the iteration loop sit at the top level
+
+A re-run of the same command skips every stage with a DONE.json and resumes the first one without.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from coursecorrect.config import Config, dump_config
+from coursecorrect.errors import ConfigError
+from coursecorrect.io import atomic_write_json, atomic_write_text
+
+STAGE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+
+
+@dataclass(frozen=True)
+class StageDir:
+    """One stage's folder."""
+
+    path: Path
+
+    @property
+    def done_file(self) -> Path:
+        return self.path / "DONE.json"
+
+    def is_done(self) -> bool:
+        return self.done_file.is_file()
+
+    def summary(self) -> dict[str, Any]:
+        """What the finished stage reported in ``mark_done``."""
+        return json.loads(self.done_file.read_text(encoding="utf-8"))
+
+    def mark_done(self, summary: dict[str, Any] | None = None) -> None:
+        """Record the stage as finished; call it after every artefact is written."""
+        atomic_write_json(self.done_file, summary or {})
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """A run's root folder."""
+
+    root: Path
+
+    @classmethod
+    def open(cls, root: Path, config: Config | None = None) -> RunDir:
+        """Create or reopen a run directory. With ``config``, a new run saves it and a reopened run must
+        have been started with the same config (resuming under changed settings would mix results)."""
+        run = cls(Path(root))
+        run.root.mkdir(parents=True, exist_ok=True)
+        if config is not None:
+            text = dump_config(config)
+            saved = run.root / "config.yaml"
+            if not saved.exists():
+                atomic_write_text(saved, text)
+            elif saved.read_text(encoding="utf-8") != text:
+                raise ConfigError(
+                    f"{run.root} was started with a different config ({saved}); "
+                    "use a new run directory, or restore that config to resume"
+                )
+        return run
+
+    def stage(self, name: str, iteration: int | None = None) -> StageDir:
+        """The folder of stage ``name`` (of ``iteration``, counted from 1, if given), created on demand."""
+        if not STAGE_NAME.fullmatch(name):
+            raise ValueError(f"stage names are lowercase words, got {name!r}")
+        if iteration is not None and iteration < 1:
+            raise ValueError(f"iterations count from 1, got {iteration}")
+        path = self.root / (f"iter_{iteration}" if iteration is not None else "") / name
+        path.mkdir(parents=True, exist_ok=True)
+        return StageDir(path)
