@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from coursecorrect import __version__
-from coursecorrect.config import load_config, validate_config
+from coursecorrect.config import load_config, read_config_file, validate_config
 from coursecorrect.envs import ENVS, Env, EnvConfig
 from coursecorrect.errors import CourseCorrectError
 
@@ -41,7 +41,7 @@ def _root(
     """coursecorrect: Agent-R and RISE for open LLM agents."""
 
 
-def _env_from(name: Optional[str], config: Optional[Path], max_steps: Optional[int]) -> Env:
+def _env_from(name: str | None, config: Path | None, max_steps: int | None) -> Env:
     """An env from a config file and/or a name; command-line values win over the file's."""
     spec = load_config(EnvConfig, config) if config else EnvConfig()
     updates = {key: value for key, value in (("name", name), ("max_steps", max_steps)) if value is not None}
@@ -66,10 +66,10 @@ PLAY_HELP = "Type an action, or :solve (the expert's plan), :reset, :help, :quit
 
 @env_app.command("play")
 def env_play(
-    name: Annotated[Optional[str], typer.Argument(help="Env name, e.g. textcraft.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Env name, e.g. textcraft.")] = None,
     task: Annotated[int, typer.Option(help="Task id to play.")] = 0,
-    max_steps: Annotated[Optional[int], typer.Option(help="Actions before the episode is cut.")] = None,
-    config: Annotated[Optional[Path], typer.Option(help="Env config file (.toml/.yaml).")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Actions before the episode is cut.")] = None,
+    config: Annotated[Path | None, typer.Option(help="Env config file (.toml/.yaml).")] = None,
     instruction: Annotated[bool, typer.Option(help="Print the env's instruction prompt first.")] = False,
 ) -> None:
     """Play an environment by hand: observations are printed, actions read from the keyboard."""
@@ -99,7 +99,8 @@ def env_play(
                 console.print(result.observation, markup=False)
                 if result.done:
                     verdict = "solved" if result.reward > 0 else "step limit reached" if result.truncated else "over"
-                    console.print(f"[bold]Episode {verdict}[/bold]: reward {result.reward:g} in {len(env.actions)} steps.")
+                    steps = len(env.actions)
+                    console.print(f"[bold]Episode {verdict}[/bold]: reward {result.reward:g} in {steps} steps.")
                     return
 
 
@@ -127,6 +128,56 @@ def env_check(
         if failed:
             console.print(f"unsolved task ids: {failed[:20]}{' ...' if len(failed) > 20 else ''}")
             raise typer.Exit(1)
+
+
+def _overlay(data: dict, updates: dict[str, object]) -> dict:
+    """``data`` with the dotted keys of ``updates`` set, skipping ``None`` (flags the user did not give)."""
+    for dotted, value in updates.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[leaf] = value
+    return data
+
+
+@app.command("eval")
+def eval_command(
+    config: Annotated[Path | None, typer.Option(help="Eval config file (.toml/.yaml); flags override it.")] = None,
+    env: Annotated[str | None, typer.Option(help="Env name.  [default: textcraft]")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model alias, folder, hub id, server model.  [default: smollm2-135m-instruct]")
+    ] = None,
+    backend: Annotated[str | None, typer.Option(help="transformers or openai.  [default: transformers]")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL, with --backend openai.")] = None,
+    split: Annotated[str | None, typer.Option(help="Task split: train, test or all.  [default: test]")] = None,
+    limit: Annotated[int | None, typer.Option(help="Play only the first N tasks.")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="Actions per episode.  [default: 100]")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Episodes advanced together.  [default: 8]")] = None,
+    temperature: Annotated[float | None, typer.Option(help="Sampling temperature (0 = greedy).")] = None,
+    max_new_tokens: Annotated[int | None, typer.Option(help="Tokens per agent turn.  [default: 128]")] = None,
+    seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output folder (resumed if it exists).")] = None,
+) -> None:
+    """Evaluate a model on an env split: per-episode trajectories (episodes.jsonl) and a summary."""
+    from coursecorrect.eval import EvalConfig, evaluate
+
+    data = read_config_file(config) if config else {}
+    data = _overlay(data, {
+        "env.name": env, "env.max_steps": max_steps, "model.model": model, "model.backend": backend,
+        "model.base_url": base_url, "split": split, "limit": limit, "agent.batch_size": batch_size,
+        "agent.temperature": temperature, "agent.max_new_tokens": max_new_tokens, "agent.seed": seed,
+    })
+    spec = validate_config(EvalConfig, data, source=str(config or "eval"))
+    out = out or Path("runs") / f"eval-{spec.env.name}-{Path(spec.model.model).name}-{spec.split}"
+    summary = evaluate(spec, out)
+    table = Table("metric", "value", title=f"{spec.model.model} on {spec.env.name} {spec.split}")
+    for key, value in summary.items():
+        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console.print(table)
+    console.print(f"episodes and summary: {out}")
 
 
 def main() -> None:

@@ -141,7 +141,7 @@ class Env(ABC):
         """A successful action sequence for the current task from its state now, if the env has a solver."""
         return None
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release external resources (processes, connections)."""
 
     def _check_task_id(self, task_id: Any) -> None:

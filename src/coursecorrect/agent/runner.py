@@ -1,0 +1,143 @@
+"""The episode runner: many episodes advance in lock-step, one batched backend call per step.
+
+Each step renders every active episode's conversation, asks the backend for all next turns in one
+``generate`` call, parses each action and steps each episode's env. Finished episodes free their slot for
+the next task. Prompts grow by one turn a step, so a backend with prefix caching prefills only the new turn.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from pydantic import Field
+
+from coursecorrect.agent.parsing import NO_ACTION_OBSERVATION, parse_action
+from coursecorrect.agent.prompt import approx_tokens, episode_start, truncate_context
+from coursecorrect.config import Config
+from coursecorrect.data.conversation import Conversation, Message
+from coursecorrect.envs.base import Env
+from coursecorrect.errors import EnvError
+from coursecorrect.llm.base import LLM, SamplingParams
+
+
+class AgentConfig(Config):
+    """How the agent samples and how much context it keeps."""
+
+    batch_size: int = Field(8, ge=1, description="episodes advanced together (one backend call per step)")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy")
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_new_tokens: int = Field(128, ge=1, description="tokens per turn (Thought + Action)")
+    stop: list[str] = Field(default_factory=lambda: ["\nObservation"], description="cut a turn at these")
+    max_context_tokens: int = Field(3500, ge=256, description="older turns are dropped beyond this")
+    seed: int = Field(0, description="sampling seed")
+
+
+@dataclass
+class Episode:
+    """One played task. ``messages`` are the whole conversation (agent turns carry ``loss=True``)."""
+
+    env: str
+    task_id: int
+    messages: list[Message]
+    actions: list[str | None] = field(default_factory=list)
+    reward: float = 0.0
+    terminated: bool = False
+    truncated: bool = False
+    error: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.terminated or self.truncated or self.error is not None
+
+    @property
+    def success(self) -> bool:
+        return self.reward >= 1.0
+
+    def to_conversation(self) -> Conversation:
+        meta = {
+            "env": self.env, "task_id": self.task_id, "reward": self.reward, "success": self.success,
+            "steps": len(self.actions), "actions": self.actions, "terminated": self.terminated,
+            "truncated": self.truncated, "error": self.error, "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+        }
+        return Conversation(messages=self.messages, meta=meta)
+
+
+@dataclass
+class _Slot:
+    env: Env
+    episode: Episode | None = None
+
+
+def run_episodes(
+    make_env: Callable[[], Env], llm: LLM, task_ids: Sequence[int], config: AgentConfig
+) -> Iterator[Episode]:
+    """Play every task in ``task_ids`` with ``llm``; yield each episode as soon as it ends. At most
+    ``config.batch_size`` envs are alive at once and are reused across tasks."""
+    queue = deque(task_ids)
+    slots: list[_Slot] = []
+    count_tokens = getattr(llm, "count_tokens", approx_tokens)
+    calls = 0
+    try:
+        while queue or any(s.episode for s in slots):
+            _fill(slots, queue, make_env, config.batch_size)
+            active = [s for s in slots if s.episode is not None]
+            prompts = [
+                [{"role": m.role, "content": m.content}
+                 for m in truncate_context(s.episode.messages, config.max_context_tokens, count_tokens)]
+                for s in active
+            ]
+            params = SamplingParams(
+                temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
+                stop=tuple(config.stop), seed=config.seed + calls,
+            )
+            calls += 1
+            for slot, samples in zip(active, llm.generate(prompts, params), strict=True):
+                _advance(slot, samples[0].text, samples[0].prompt_tokens, samples[0].completion_tokens)
+                if slot.episode.done:
+                    yield slot.episode
+                    slot.episode = None
+    finally:
+        for slot in slots:
+            slot.env.close()
+
+
+def _fill(slots: list[_Slot], queue: deque[int], make_env: Callable[[], Env], batch_size: int) -> None:
+    """Start queued tasks in free slots (creating envs up to ``batch_size``)."""
+    while queue:
+        slot = next((s for s in slots if s.episode is None), None)
+        if slot is None:
+            if len(slots) >= batch_size:
+                return
+            slot = _Slot(make_env())
+            slots.append(slot)
+        task_id = queue.popleft()
+        first = slot.env.reset(task_id)
+        slot.episode = Episode(slot.env.name, task_id, episode_start(slot.env.instruction, first))
+
+
+def _advance(slot: _Slot, response: str, prompt_tokens: int, completion_tokens: int) -> None:
+    """Record the agent's turn, act on it, and record the observation."""
+    episode, env = slot.episode, slot.env
+    episode.messages.append(Message(role="assistant", content=response, loss=True))
+    episode.prompt_tokens += prompt_tokens
+    episode.completion_tokens += completion_tokens
+    action = parse_action(response)
+    episode.actions.append(action)
+    if action is None:
+        observation = NO_ACTION_OBSERVATION
+    else:
+        try:
+            result = env.step(action)
+        except EnvError as failure:  # the env broke (e.g. a server died): end this episode, keep the rest
+            episode.error = str(failure)
+            return
+        observation, episode.reward = result.observation, result.reward
+        episode.terminated, episode.truncated = result.terminated, result.truncated
+    episode.messages.append(Message(role="user", content=observation))
+    if not episode.done and len(episode.actions) >= env.max_steps:
+        episode.truncated = True
