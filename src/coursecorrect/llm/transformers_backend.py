@@ -1,0 +1,258 @@
+"""A local Hugging Face transformers backend with batched generation and automatic prefix caching."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from transformers import StaticCache
+
+from coursecorrect.errors import BackendError
+from coursecorrect.llm.base import BackendStats, Completion, Conversation, SamplingParams
+from coursecorrect.llm.models import DEFAULT_MODEL, default_device, load_model_and_tokenizer
+from coursecorrect.llm.prefix_cache import (
+    CacheEntry,
+    PrefixCache,
+    batch_static_cache,
+    extract_entry,
+    repeat_rows,
+)
+
+DEFAULT_CACHE_BYTES = 3 * 2**30
+
+
+@dataclass
+class _Batch:
+    """One padded chunk of prompts, laid out as [pad, cached_i, pad, suffix_i] per row."""
+
+    prompts: list[torch.Tensor]
+    sources: list[CacheEntry | None]
+    cached: list[int]
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    width_cached: int  # P: the common (padded) length of the cached part
+
+
+class TransformersLLM:
+    """The :class:`~coursecorrect.llm.base.LLM` protocol over a local causal LM.
+
+    Every call renders each conversation with the chat template (``add_generation_prompt=True``), batches
+    them with left padding (``max_batch_size`` rows at a time, samples included), and reuses the KV state of
+    the longest previously seen token prefix, kept in an LRU store of ``cache_bytes``. With greedy decoding
+    the result is the same as plain ``model.generate`` on the same prompts. Call :meth:`clear_cache` after
+    changing the model's weights: cached KV state would be stale.
+
+    Pass ``model`` and ``tokenizer`` to wrap objects already in memory (e.g. a model being trained); then
+    ``model_name`` is only the reported name.
+    """
+
+    def __init__(
+        self,
+        model_name: str = DEFAULT_MODEL,
+        *,
+        dtype: str | torch.dtype = "auto",
+        device: str | None = None,
+        max_batch_size: int = 16,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        prefix_caching: bool = True,
+        model: torch.nn.Module | None = None,
+        tokenizer: object | None = None,
+    ) -> None:
+        if max_batch_size < 1:
+            raise BackendError(f"max_batch_size must be >= 1, got {max_batch_size}")
+        if (model is None) != (tokenizer is None):
+            raise BackendError("pass both model and tokenizer, or neither")
+        if model is None:
+            model, tokenizer = load_model_and_tokenizer(model_name, dtype=dtype, device=device or default_device())
+        self.name = model_name
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.prefix_caching = prefix_caching
+        self.cache = PrefixCache(cache_bytes)
+        self.stats = BackendStats()
+        self._eos = tokenizer.eos_token_id
+        self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._eos
+
+    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
+        """``params.n`` completions of the next assistant turn for each conversation, in order."""
+        prompts = [self._encode(conv) for conv in conversations]
+        # Sampling n > 1 greedy rows would decode the same tokens n times: decode once, copy.
+        samples = params.n if params.temperature > 0 else 1
+        per_chunk = max(1, self.max_batch_size // samples)
+        # Similar lengths together keep padding small; results go back in the caller's order.
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        results: list[list[Completion]] = [[] for _ in prompts]
+        with torch.inference_mode(), _seeded(params.seed):
+            for start in range(0, len(order), per_chunk):
+                chunk = order[start : start + per_chunk]
+                outs = self._generate_chunk([prompts[i] for i in chunk], params, samples)
+                for i, out in zip(chunk, outs, strict=True):
+                    results[i] = out * (params.n // samples)
+        self.stats.calls += 1
+        self.stats.extra["cache_bytes"] = float(self.cache.nbytes)
+        self.stats.extra["cache_entries"] = float(len(self.cache))
+        return results
+
+    def clear_cache(self) -> None:
+        """Forget all cached KV state (needed after the model's weights change)."""
+        self.cache.clear()
+
+    def close(self) -> None:
+        self.clear_cache()
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _encode(self, conversation: Conversation) -> torch.Tensor:
+        messages = [{"role": m["role"], "content": m["content"]} for m in conversation]
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return torch.tensor(ids, dtype=torch.long)
+
+    def _layout(self, prompts: list[torch.Tensor]) -> _Batch:
+        """Look up each prompt's cached prefix (leaving >= 1 token to feed) and lay the rows out."""
+        lookups = [self.cache.lookup(p) if self.prefix_caching else (None, 0) for p in prompts]
+        cached = [min(n, len(p) - 1) for p, (_, n) in zip(prompts, lookups, strict=True)]
+        width_p = max(cached)
+        width_s = max(len(p) - c for p, c in zip(prompts, cached, strict=True))
+        ids = torch.full((len(prompts), width_p + width_s), self._pad, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for i, (p, c) in enumerate(zip(prompts, cached, strict=True)):
+            ids[i, width_p - c : width_p] = p[:c]
+            ids[i, width_p + width_s - (len(p) - c) :] = p[c:]
+            mask[i, width_p - c : width_p] = 1
+            mask[i, width_p + width_s - (len(p) - c) :] = 1
+        return _Batch(prompts, [e for e, _ in lookups], cached, ids, mask, width_p)
+
+    def _prefill(self, batch: _Batch, max_len: int) -> StaticCache:
+        """A KV cache covering all but the last column: cached rows copied in, the new suffixes computed."""
+        kv = batch_static_cache(list(zip(batch.sources, batch.cached, strict=True)), self.model.config, max_len)
+        width = batch.input_ids.shape[1] - 1
+        if width > batch.width_cached:
+            device = self.model.device
+            mask = batch.attention_mask[:, :width].to(device)
+            positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
+            new = slice(batch.width_cached, width)
+            self.model(
+                input_ids=batch.input_ids[:, new].to(device),
+                attention_mask=mask,
+                position_ids=positions[:, new],
+                past_key_values=kv,
+                use_cache=True,
+                logits_to_keep=1,  # the prefill's logits are not needed; skip the vocab projection
+            )
+        return kv
+
+    def _generate_chunk(
+        self, prompts: list[torch.Tensor], params: SamplingParams, samples: int
+    ) -> list[list[Completion]]:
+        batch = self._layout(prompts)
+        t0 = time.perf_counter()
+        max_len = batch.input_ids.shape[1] + params.max_new_tokens
+        kv = self._prefill(batch, max_len)
+        if samples > 1:  # prefill once per prompt, then decode its n samples from copies of that state
+            kv = repeat_rows(kv, self.model.config, max_len, samples)
+        input_ids = batch.input_ids.repeat_interleave(samples, dim=0).to(self.model.device)
+        mask = batch.attention_mask.repeat_interleave(samples, dim=0).to(self.model.device)
+        t1 = time.perf_counter()
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=mask,
+            past_key_values=kv,
+            **self._generation_kwargs(params),
+        )
+        t2 = time.perf_counter()
+        generated = out.sequences[:, input_ids.shape[1] :].cpu()
+        completions = [self._completion(row, len(prompts[r // samples]), params) for r, row in enumerate(generated)]
+        if self.prefix_caching:
+            self._store(batch, out.past_key_values, mask, generated, completions, samples)
+        self._account(batch, completions, t1 - t0, t2 - t1)
+        return [completions[i * samples : (i + 1) * samples] for i in range(len(prompts))]
+
+    def _generation_kwargs(self, params: SamplingParams) -> dict[str, object]:
+        kwargs: dict[str, object] = {
+            "max_new_tokens": params.max_new_tokens,
+            "do_sample": params.temperature > 0,
+            "eos_token_id": self._eos,
+            "pad_token_id": self._pad,
+            "return_dict_in_generate": True,
+            "disable_compile": True,  # a StaticCache would trigger torch.compile on GPUs, per new shape
+        }
+        if params.temperature > 0:
+            # top_k=0: HF would otherwise apply its default top-k of 50, which the protocol does not have.
+            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if params.stop:
+            # Lets rows stop early; the text is still cut at the first stop string afterwards.
+            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+        return kwargs
+
+    def _completion(self, tokens: torch.Tensor, prompt_len: int, params: SamplingParams) -> Completion:
+        """Text up to the first stop string or end-of-turn token; the token count includes that eos."""
+        ids = tokens.tolist()
+        # Rows that finish early are padded, and pad may equal eos: the first eos ends the row either way.
+        end = ids.index(self._eos) if self._eos in ids else len(ids)
+        text = self.tokenizer.decode(ids[:end], skip_special_tokens=False)
+        cuts = [i for i in (text.find(s) for s in params.stop) if i >= 0]
+        if cuts:
+            n_tokens = self._count_until_stop(ids[:end], params.stop)
+            return Completion(text[: min(cuts)], prompt_len, n_tokens, "stop")
+        if end < len(ids):
+            return Completion(text, prompt_len, end + 1, "stop")
+        return Completion(text, prompt_len, len(ids), "length")
+
+    def _count_until_stop(self, ids: list[int], stop: tuple[str, ...]) -> int:
+        """The number of tokens whose decoded text first contains a stop string."""
+        for n in range(1, len(ids) + 1):
+            text = self.tokenizer.decode(ids[:n], skip_special_tokens=False)
+            if any(s in text for s in stop):
+                return n
+        return len(ids)
+
+    def _store(
+        self,
+        batch: _Batch,
+        kv: StaticCache,
+        mask: torch.Tensor,
+        generated: torch.Tensor,
+        completions: list[Completion],
+        samples: int,
+    ) -> None:
+        """Keep each row's prompt + generated KV; drop source entries that the new ones extend."""
+        in_cache = int(kv.get_seq_length()) - mask.shape[1]  # the last sampled token was never fed back
+        for r, comp in enumerate(completions):
+            i = r // samples
+            kept = min(comp.completion_tokens, in_cache)
+            positions = torch.cat(
+                [mask[r].nonzero().squeeze(1), mask.shape[1] + torch.arange(kept, device=mask.device)]
+            )
+            tokens = torch.cat([batch.prompts[i], generated[r, :kept]])
+            self.cache.insert(extract_entry(kv, r, positions, tokens))
+            source = batch.sources[i]
+            if (
+                source is not None
+                and len(source.tokens) <= len(tokens)
+                and bool((source.tokens == tokens[: len(source.tokens)]).all())
+            ):
+                self.cache.discard(source)
+
+    def _account(self, batch: _Batch, completions: list[Completion], prefill_s: float, decode_s: float) -> None:
+        self.stats.prompt_tokens += sum(len(p) for p in batch.prompts)
+        self.stats.cached_prompt_tokens += sum(batch.cached)
+        self.stats.completion_tokens += sum(c.completion_tokens for c in completions)
+        self.stats.extra["prefill_seconds"] = self.stats.extra.get("prefill_seconds", 0.0) + prefill_s
+        self.stats.extra["generate_seconds"] = self.stats.extra.get("generate_seconds", 0.0) + decode_s
+
+
+@contextlib.contextmanager
+def _seeded(seed: int | None) -> Iterator[None]:
+    """Seed torch's RNGs for the block only, leaving the caller's RNG state untouched."""
+    if seed is None:
+        yield
+        return
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
