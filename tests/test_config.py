@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from coursecorrect.config import dump_config, load_config
+from coursecorrect.config import apply_overrides, dump_config, load_config
 from coursecorrect.envs import EnvConfig
 from coursecorrect.errors import ConfigError
 
@@ -57,3 +57,10 @@ def test_dump_round_trips(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text(dump_config(config))
     assert load_config(EnvConfig, path) == config
+
+
+def test_apply_overrides_sets_only_given_values():
+    data = {"agent": {"batch_size": 4}, "split": "test"}
+    assert apply_overrides(data, {"agent.batch_size": 8, "agent.seed": None, "model.model": "x", "split": None}) == {
+        "agent": {"batch_size": 8}, "split": "test", "model": {"model": "x"},
+    }

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from coursecorrect import __version__
-from coursecorrect.config import load_config, read_config_file, validate_config
+from coursecorrect.config import apply_overrides, load_config, read_config_file, validate_config
+from coursecorrect.console import console, summary_table
 from coursecorrect.envs import ENVS, Env, EnvConfig
 from coursecorrect.errors import CourseCorrectError
+from coursecorrect.search.cli import collect_command, tree_app
 
 app = typer.Typer(
     help="Teach language-model agents to recover from their own mistakes (Agent-R, RISE).",
@@ -23,7 +24,8 @@ app = typer.Typer(
 )
 env_app = typer.Typer(help="List, play and check environments.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
-console = Console(highlight=False)
+app.command("collect")(collect_command)
+app.add_typer(tree_app, name="tree")
 
 
 def _version(value: bool) -> None:
@@ -130,19 +132,6 @@ def env_check(
             raise typer.Exit(1)
 
 
-def _overlay(data: dict, updates: dict[str, object]) -> dict:
-    """``data`` with the dotted keys of ``updates`` set, skipping ``None`` (flags the user did not give)."""
-    for dotted, value in updates.items():
-        if value is None:
-            continue
-        *parents, leaf = dotted.split(".")
-        node = data
-        for key in parents:
-            node = node.setdefault(key, {})
-        node[leaf] = value
-    return data
-
-
 @app.command("eval")
 def eval_command(
     config: Annotated[Path | None, typer.Option(help="Eval config file (.toml/.yaml); flags override it.")] = None,
@@ -165,7 +154,7 @@ def eval_command(
     from coursecorrect.eval import EvalConfig, evaluate
 
     data = read_config_file(config) if config else {}
-    data = _overlay(data, {
+    data = apply_overrides(data, {
         "env.name": env, "env.max_steps": max_steps, "model.model": model, "model.backend": backend,
         "model.base_url": base_url, "split": split, "limit": limit, "agent.batch_size": batch_size,
         "agent.temperature": temperature, "agent.max_new_tokens": max_new_tokens, "agent.seed": seed,
@@ -173,10 +162,7 @@ def eval_command(
     spec = validate_config(EvalConfig, data, source=str(config or "eval"))
     out = out or Path("runs") / f"eval-{spec.env.name}-{Path(spec.model.model).name}-{spec.split}"
     summary = evaluate(spec, out)
-    table = Table("metric", "value", title=f"{spec.model.model} on {spec.env.name} {spec.split}")
-    for key, value in summary.items():
-        table.add_row(key, f"{value:.4g}" if isinstance(value, float) else str(value))
-    console.print(table)
+    console.print(summary_table(f"{spec.model.model} on {spec.env.name} {spec.split}", summary))
     console.print(f"episodes and summary: {out}")
 
 

@@ -62,6 +62,22 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
+def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set ``overrides``' dotted keys (``"agent.batch_size"``) in ``data``; ``None`` values (options the user
+    did not give) are skipped, so command-line flags win over a config file only where they were given."""
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        *parents, leaf = dotted.split(".")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"config field {key!r} must be a table of fields to set {dotted}")
+        node[leaf] = value
+    return data
+
+
 def load_config(cls: type[C], path: Path) -> C:
     """Load and validate a config file."""
     return validate_config(cls, read_config_file(path), source=str(path))
