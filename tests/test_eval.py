@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -76,7 +77,8 @@ def test_eval_cli_end_to_end(tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["episodes"] == 2 and summary["average_steps"] == 2
     assert "success_rate" in result.stdout and str(out) in result.stdout
+    offline = {**os.environ, "HF_HUB_OFFLINE": "1"}  # fail at once instead of retrying an unreachable hub
     bad = subprocess.run([*command[:4], "--model", "no-such-model-dir/x", "--out", str(tmp_path / "x")],
-                         capture_output=True, text=True, timeout=600, check=False)
+                         capture_output=True, text=True, timeout=600, check=False, env=offline)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     assert bad.stderr.strip().splitlines()[-1].startswith("error: ")

@@ -27,7 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -127,13 +127,16 @@ class TreeSearch:
 
     # -- the two variants ------------------------------------------------------------------------------
 
-    def _released(self) -> Search:
-        root = self.tree.root
+    def _iterations(self) -> Iterator[Node]:
+        """The root, once per iteration, until the iterations run out or the root is terminal."""
         for _ in range(self.config.iterations):
-            if root.terminal:
+            if self.tree.root.terminal:
                 return
             self.iterations_run += 1
-            node = root
+            yield self.tree.root
+
+    def _released(self) -> Search:
+        for node in self._iterations():
             while not node.terminal:
                 if not node.expanded:
                     for child, _ in (yield from self._expand(node)):
@@ -145,12 +148,7 @@ class TreeSearch:
                 node = self._select(node)
 
     def _paper(self) -> Search:
-        root = self.tree.root
-        for _ in range(self.config.iterations):
-            if root.terminal:
-                return
-            self.iterations_run += 1
-            node = root
+        for node in self._iterations():
             while node.expanded:  # non-terminal, so it has a non-terminal child
                 node = self._select(node)
             new = yield from self._expand(node)
