@@ -99,7 +99,7 @@ class Env(ABC):
 
     def reset(self, task_id: int) -> str:
         """Start a task and return its initial observation."""
-        self._check_task_id(task_id)
+        self.check_task_id(task_id)
         observation = self._reset(int(task_id))
         self.task_id, self.actions, self.reward, self.done = int(task_id), [], 0.0, False
         return observation
@@ -144,7 +144,8 @@ class Env(ABC):
     def close(self) -> None:  # noqa: B027 - an optional hook, not abstract
         """Release external resources (processes, connections)."""
 
-    def _check_task_id(self, task_id: Any) -> None:
+    def check_task_id(self, task_id: Any) -> None:
+        """Raise ``EnvError`` unless ``task_id`` is one of this env's task ids."""
         if isinstance(task_id, bool) or not isinstance(task_id, int) or not 0 <= task_id < self.num_tasks:
             raise EnvError(
                 f"{self.name}: unknown task id {task_id!r}; valid ids are 0..{self.num_tasks - 1}"

@@ -31,7 +31,7 @@ from coursecorrect.llm.base import Completion
 from coursecorrect.pipeline.rundir import RunDir
 from coursecorrect.search.mcts import MCTSConfig, Request, Search, TreeSearch
 from coursecorrect.search.stats import tree_stats
-from coursecorrect.search.tree import Tree, load_trees, tree_path
+from coursecorrect.search.tree import Tree, tree_path
 
 SUMMARY_FILE = "summary.json"
 
@@ -154,13 +154,11 @@ def collect(config: CollectConfig, out_dir: Path, llm: LLM | None = None, progre
     with config.env.make() as probe:
         task_ids = list(config.task_ids) if config.task_ids is not None else probe.task_ids(config.split)
         for task_id in task_ids:
-            probe.reset(task_id)  # an unknown id fails here, before any model is loaded
+            probe.check_task_id(task_id)  # an unknown id fails here, before any model is loaded
     task_ids = task_ids[: config.limit]
     todo = [t for t in task_ids if not tree_path(run.root, t).exists()]
-    successes = sum(
-        any(leaf.success for leaf in Tree.load(tree_path(run.root, t)).terminal_leaves())
-        for t in task_ids if t not in todo
-    )
+    trees = [Tree.load(tree_path(run.root, t)) for t in task_ids if t not in todo]
+    successes = sum(any(leaf.success for leaf in tree.terminal_leaves()) for tree in trees)
     counters = Counters()
     start = time.perf_counter()
     llm_made = llm is None and bool(todo)
@@ -183,10 +181,11 @@ def collect(config: CollectConfig, out_dir: Path, llm: LLM | None = None, progre
                     rate = f"{c.nodes / elapsed:.1f} nodes/s {tokens / elapsed:.0f} tok/s"
                     bar.update(task, rate=rate)
 
-                trees = search_trees(config.env.make, llm, todo, config.mcts, config.batch_trees, counters, show)
-                for tree in trees:
+                searched = search_trees(config.env.make, llm, todo, config.mcts, config.batch_trees, counters, show)
+                for tree in searched:
                     tree.meta["model"] = config.model.model
                     tree.save(tree_path(run.root, tree.task_id))
+                    trees.append(tree)
                     successes += any(leaf.success for leaf in tree.terminal_leaves())
                     bar.update(task, advance=1, successes=successes)
         elapsed = time.perf_counter() - start
@@ -194,8 +193,7 @@ def collect(config: CollectConfig, out_dir: Path, llm: LLM | None = None, progre
     finally:
         if llm_made and llm is not None:
             llm.close()
-    wanted = set(task_ids)
-    stats = tree_stats([t for t in load_trees(run.root) if t.task_id in wanted])
+    stats = tree_stats(trees)
     summary = {
         "env": config.env.name, "model": config.model.model, "variant": config.mcts.variant,
         **stats,
