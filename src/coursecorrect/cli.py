@@ -14,6 +14,8 @@ from coursecorrect.config import apply_overrides, load_config, read_config_file,
 from coursecorrect.console import console, summary_table
 from coursecorrect.envs import ENVS, Env, EnvConfig
 from coursecorrect.errors import CourseCorrectError
+from coursecorrect.pipeline.cli import demo_command, report_command, run_command
+from coursecorrect.revision.cli import build_data_command, export_command
 from coursecorrect.search.cli import collect_command, tree_app
 
 app = typer.Typer(
@@ -26,6 +28,11 @@ env_app = typer.Typer(help="List, play and check environments.", no_args_is_help
 app.add_typer(env_app, name="env")
 app.command("collect")(collect_command)
 app.add_typer(tree_app, name="tree")
+app.command("build-data")(build_data_command)
+app.command("export")(export_command)
+app.command("run")(run_command)
+app.command("demo")(demo_command)
+app.command("report")(report_command)
 
 
 def _version(value: bool) -> None:
@@ -149,6 +156,13 @@ def eval_command(
     max_new_tokens: Annotated[int | None, typer.Option(help="Tokens per agent turn.  [default: 128]")] = None,
     seed: Annotated[int | None, typer.Option(help="Sampling seed.")] = None,
     out: Annotated[Path | None, typer.Option(help="Output folder (resumed if it exists).")] = None,
+    revision_ability: Annotated[Path | None, typer.Option(
+        "--revision-ability", help="Instead: continue the failed episodes of this eval folder from a random step "
+        "(Agent-R's revision-ability protocol)."
+    )] = None,
+    max_rounds: Annotated[
+        int | None, typer.Option(help="With --revision-ability: turns after the cut.  [default: 50]")
+    ] = None,
 ) -> None:
     """Evaluate a model on an env split: per-episode trajectories (episodes.jsonl) and a summary."""
     from coursecorrect.eval import EvalConfig, evaluate
@@ -159,11 +173,26 @@ def eval_command(
         "model.base_url": base_url, "split": split, "limit": limit, "agent.batch_size": batch_size,
         "agent.temperature": temperature, "agent.max_new_tokens": max_new_tokens, "agent.seed": seed,
     })
+    if revision_ability is not None:
+        _revision_ability(data, revision_ability, max_rounds, out, config)
+        return
     spec = validate_config(EvalConfig, data, source=str(config or "eval"))
     out = out or Path("runs") / f"eval-{spec.env.name}-{Path(spec.model.model).name}-{spec.split}"
     summary = evaluate(spec, out)
     console.print(summary_table(f"{spec.model.model} on {spec.env.name} {spec.split}", summary))
     console.print(f"episodes and summary: {out}")
+
+
+def _revision_ability(data: dict, failed: Path, max_rounds: int | None, out: Path | None, config: Path | None) -> None:
+    from coursecorrect.eval.revision_ability import RevisionAbilityConfig, revision_ability
+
+    data = {key: value for key, value in data.items() if key != "split"}
+    data = apply_overrides(data, {"failed": str(failed), "max_rounds": max_rounds})
+    spec = validate_config(RevisionAbilityConfig, data, source=str(config or "eval"))
+    out = out or failed.parent / f"{failed.name}-revision-{Path(spec.model.model).name}"
+    summary = revision_ability(spec, out)
+    console.print(summary_table(f"revision ability of {spec.model.model} on {failed}", summary))
+    console.print(f"continued episodes and summary: {out}")
 
 
 def main() -> None:

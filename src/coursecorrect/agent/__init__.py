@@ -2,9 +2,9 @@
 
 from coursecorrect.agent.parsing import NO_ACTION_OBSERVATION, parse_action
 from coursecorrect.agent.prompt import episode_start, truncate_context
-from coursecorrect.agent.runner import AgentConfig, Episode, run_episodes
+from coursecorrect.agent.runner import AgentConfig, Episode, EpisodeStart, run_episodes
 
 __all__ = [
-    "NO_ACTION_OBSERVATION", "AgentConfig", "Episode", "episode_start", "parse_action", "run_episodes",
+    "NO_ACTION_OBSERVATION", "AgentConfig", "Episode", "EpisodeStart", "episode_start", "parse_action", "run_episodes",
     "truncate_context",
 ]

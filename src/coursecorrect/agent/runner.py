@@ -48,6 +48,7 @@ class Episode:
     error: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    start_step: int = 0  # actions replayed from a given prefix (see EpisodeStart), not played by the model
 
     @property
     def done(self) -> bool:
@@ -64,7 +65,19 @@ class Episode:
             "truncated": self.truncated, "error": self.error, "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
         }
+        if self.start_step:
+            meta["start_step"] = self.start_step
         return Conversation(messages=self.messages, meta=meta)
+
+
+@dataclass(frozen=True)
+class EpisodeStart:
+    """A task to continue from a recorded prefix: the env replays ``actions`` (None = a turn without an
+    action) and the agent sees ``messages`` (the prefix's whole conversation) before its next turn."""
+
+    task_id: int
+    messages: tuple[Message, ...]
+    actions: tuple[str | None, ...]
 
 
 @dataclass
@@ -74,11 +87,16 @@ class _Slot:
 
 
 def run_episodes(
-    make_env: Callable[[], Env], llm: LLM, task_ids: Sequence[int], config: AgentConfig
+    make_env: Callable[[], Env],
+    llm: LLM,
+    task_ids: Sequence[int | EpisodeStart],
+    config: AgentConfig,
+    max_rounds: int | None = None,
 ) -> Iterator[Episode]:
     """Play every task in ``task_ids`` with ``llm``; yield each episode as soon as it ends. At most
-    ``config.batch_size`` envs are alive at once and are reused across tasks."""
-    queue = deque(task_ids)
+    ``config.batch_size`` envs are alive at once and are reused across tasks. An :class:`EpisodeStart`
+    continues a recorded prefix; ``max_rounds`` caps the model's own turns (default: the env's step limit)."""
+    queue: deque[int | EpisodeStart] = deque(task_ids)
     slots: list[_Slot] = []
     count_tokens = getattr(llm, "count_tokens", approx_tokens)
     calls = 0
@@ -97,7 +115,7 @@ def run_episodes(
             )
             calls += 1
             for slot, samples in zip(active, llm.generate(prompts, params), strict=True):
-                _advance(slot, samples[0].text, samples[0].prompt_tokens, samples[0].completion_tokens)
+                _advance(slot, samples[0].text, samples[0].prompt_tokens, samples[0].completion_tokens, max_rounds)
                 if slot.episode.done:
                     yield slot.episode
                     slot.episode = None
@@ -106,7 +124,9 @@ def run_episodes(
             slot.env.close()
 
 
-def _fill(slots: list[_Slot], queue: deque[int], make_env: Callable[[], Env], batch_size: int) -> None:
+def _fill(
+    slots: list[_Slot], queue: deque[int | EpisodeStart], make_env: Callable[[], Env], batch_size: int
+) -> None:
     """Start queued tasks in free slots (creating envs up to ``batch_size``)."""
     while queue:
         slot = next((s for s in slots if s.episode is None), None)
@@ -115,12 +135,27 @@ def _fill(slots: list[_Slot], queue: deque[int], make_env: Callable[[], Env], ba
                 return
             slot = _Slot(make_env())
             slots.append(slot)
-        task_id = queue.popleft()
-        first = slot.env.reset(task_id)
-        slot.episode = Episode(slot.env.name, task_id, episode_start(slot.env.instruction, first))
+        task = queue.popleft()
+        if isinstance(task, EpisodeStart):
+            slot.episode = _replay(slot.env, task)
+        else:
+            first = slot.env.reset(task)
+            slot.episode = Episode(slot.env.name, task, episode_start(slot.env.instruction, first))
 
 
-def _advance(slot: _Slot, response: str, prompt_tokens: int, completion_tokens: int) -> None:
+def _replay(env: Env, start: EpisodeStart) -> Episode:
+    """Reset ``env`` to ``start.task_id`` and replay the prefix's actions; the episode continues after them."""
+    env.reset(start.task_id)
+    for action in start.actions:
+        if action is not None:
+            env.step(action)
+    actions = list(start.actions)
+    return Episode(env.name, start.task_id, list(start.messages), actions, start_step=len(actions))
+
+
+def _advance(
+    slot: _Slot, response: str, prompt_tokens: int, completion_tokens: int, max_rounds: int | None = None
+) -> None:
     """Record the agent's turn, act on it, and record the observation."""
     episode, env = slot.episode, slot.env
     episode.messages.append(Message(role="assistant", content=response, loss=True))
@@ -139,5 +174,6 @@ def _advance(slot: _Slot, response: str, prompt_tokens: int, completion_tokens: 
         observation, episode.reward = result.observation, result.reward
         episode.terminated, episode.truncated = result.terminated, result.truncated
     episode.messages.append(Message(role="user", content=observation))
-    if not episode.done and len(episode.actions) >= env.max_steps:
+    rounds = len(episode.actions) - episode.start_step
+    if not episode.done and (len(episode.actions) >= env.max_steps or (max_rounds and rounds >= max_rounds)):
         episode.truncated = True

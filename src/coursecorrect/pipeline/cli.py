@@ -1,0 +1,79 @@
+"""CLI commands of the pipeline: ``run``, ``demo`` and ``report``.
+
+Mounted by ``coursecorrect.cli``::
+
+    app.command("run")(run_command)
+    app.command("demo")(demo_command)
+    app.command("report")(report_command)
+"""
+
+from __future__ import annotations
+
+import time
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from coursecorrect.config import apply_overrides, read_config_file, validate_config
+from coursecorrect.console import console
+from coursecorrect.errors import CourseCorrectError
+
+DEMO_CONFIG = "demo.toml"
+
+
+def demo_config_text() -> str:
+    """The bundled demo config (also a commented example of every run setting that matters)."""
+    return files("coursecorrect.pipeline").joinpath(DEMO_CONFIG).read_text(encoding="utf-8")
+
+
+def _run(data: dict, source: str, out: Path, progress: bool) -> None:
+    from coursecorrect.pipeline.run import RunConfig, run_pipeline
+
+    spec = validate_config(RunConfig, data, source=source)
+    start = time.perf_counter()
+    report = run_pipeline(spec, out, progress=progress)
+    console.print(f"[bold]done[/bold] in {time.perf_counter() - start:.0f} s this session; report: {report}")
+
+
+def run_command(
+    config: Annotated[Path, typer.Option(help="Run config file (.toml/.yaml).")],
+    out: Annotated[Path | None, typer.Option(help="Run folder (resumed).  [default: runs/<config>]")] = None,
+    iterations: Annotated[int | None, typer.Option(help="Number of Agent-R iterations.")] = None,
+    model: Annotated[str | None, typer.Option(help="Starting model: alias, folder or hub id.")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Run the Agent-R loop: warm start, then per iteration collect → build-data → train → eval, and a report.
+
+    Re-running the same command resumes at the first unfinished stage."""
+    data = apply_overrides(read_config_file(config), {"iterations": iterations, "model.model": model})
+    _run(data, str(config), out or Path("runs") / config.stem, progress)
+
+
+def demo_command(
+    out: Annotated[Path, typer.Option(help="Run folder (resumed if it exists).")] = Path("runs/demo"),
+    print_config: Annotated[bool, typer.Option(help="Print the demo's run config and exit.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """The Agent-R loop on SmolLM2-135M-Instruct and TextCraft, sized for a laptop CPU (about 15 minutes).
+
+    Copy its config (--print-config) to start your own run with `coursecorrect run --config`."""
+    text = demo_config_text()
+    if print_config:
+        typer.echo(text)
+        return
+    import tomllib
+
+    _run(tomllib.loads(text), "demo", out, progress)
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `coursecorrect run` or `demo`.")],
+) -> None:
+    """Redraw the report (report.md and plots) of a run, finished or not."""
+    from coursecorrect.pipeline.report import write_report
+
+    if not (run_dir / "config.yaml").is_file():
+        raise CourseCorrectError(f"{run_dir}: not a run folder (no config.yaml)")
+    console.print(f"report: {write_report(run_dir)}")

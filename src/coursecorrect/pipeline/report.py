@@ -1,0 +1,190 @@
+"""The run report: ``report.md`` with per-iteration tables, and PNG plots beside it.
+
+Everything is read back from the stages' ``DONE.json`` summaries, so ``coursecorrect report RUN`` redraws
+the report of any run, finished or not.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from coursecorrect.eval.metrics import LOOP_LENGTHS
+from coursecorrect.io import atomic_write_text
+
+REPORT_FILE = "report.md"
+
+
+def _done(path: Path) -> dict[str, Any] | None:
+    file = path / "DONE.json"
+    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+
+
+def collect_results(root: Path) -> dict[str, Any]:
+    """The finished stages of a run: warm start, and per iteration (0 = the starting model) its stages."""
+    root = Path(root)
+    iterations: dict[int, dict[str, Any]] = {}
+    baseline = _done(root / "eval")
+    if baseline is not None:
+        iterations[0] = {"eval": baseline}
+    for folder in sorted(root.glob("iter_*"), key=lambda p: int(p.name.split("_")[1])):
+        i = int(folder.name.split("_")[1])
+        stages = {p.name: s for p in folder.iterdir() if p.is_dir() and (s := _done(p)) is not None}
+        if stages:
+            iterations[i] = stages
+    return {"warm_start": _done(root / "warm_start"), "iterations": iterations}
+
+
+def _flat_counts(counts: dict[str, Any]) -> dict[str, float]:
+    """Numeric counts summed over envs (``{"textcraft": {"revision": 3}}`` or ``{"revision": 3}``)."""
+    flat: dict[str, float] = {}
+    for key, value in counts.items():
+        if isinstance(value, dict):
+            for name, number in _flat_counts(value).items():
+                flat[name] = flat.get(name, 0) + number
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat[key] = flat.get(key, 0) + value
+    return flat
+
+
+def _pct(x: float | None) -> str:
+    return "–" if x is None else f"{100 * x:.1f}%"
+
+
+def write_report(root: Path) -> Path:
+    """Write ``report.md`` and the plots of the run in ``root``; return the report's path."""
+    root = Path(root)
+    results = collect_results(root)
+    iterations = results["iterations"]
+    envs = sorted({env for stages in iterations.values() for env in stages.get("eval", {}).get("envs", {})})
+    lines = [f"# Run report: {root.name}", ""]
+    warm = results["warm_start"]
+    if warm:
+        train = warm.get("train", {})
+        lines += [
+            "## Warm start", "",
+            f"SFT on {warm['gold_trajectories']} expert trajectories: {train.get('steps', '?')} steps, "
+            f"train loss {train.get('train_loss_first', '?')} → {train.get('train_loss_last', '?')}, "
+            f"{warm.get('wall_seconds', 0):.0f} s.", "",
+        ]
+    lines += _results_table(iterations, envs)
+    lines += _data_table(iterations)
+    lines += _time_table(results)
+    plots = _plots(root, iterations, envs)
+    if plots:
+        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
+    lines += [
+        "Iteration 0 is the starting model (after the warm start, if any). Success is on the test split; "
+        "loops = average count of repeated action sub-sequences of length 1–4 per episode; revision ability = "
+        "share of the starting model's failed test episodes that the model completes when continuing them "
+        "from a random step.", "",
+    ]
+    path = root / REPORT_FILE
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def _results_table(iterations: dict[int, dict[str, Any]], envs: list[str]) -> list[str]:
+    header = ["iteration"] + [f"{env} success" for env in envs] + [f"{env} steps" for env in envs]
+    header += [f"loops {k}" for k in LOOP_LENGTHS] + ["revision ability"]
+    lines = ["## Results per iteration", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for i, stages in iterations.items():
+        ev = stages.get("eval", {}).get("envs", {})
+        if not ev:
+            continue
+        row = [str(i)] + [_pct(ev[e]["success_rate"]) if e in ev else "–" for e in envs]
+        row += [f"{ev[e]['average_steps']:.1f}" if e in ev else "–" for e in envs]
+        row += [f"{sum(s['repeated_actions'][str(k)] for s in ev.values()) / len(ev):.2f}" for k in LOOP_LENGTHS]
+        rev = stages.get("revision", {}).get("envs", {})
+        row.append(_pct(sum(r["revision_success_rate"] for r in rev.values()) / len(rev)) if rev else "–")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
+def _data_table(iterations: dict[int, dict[str, Any]]) -> list[str]:
+    rows = {i: _flat_counts(s["data"].get("counts", {})) | {"α": s["data"].get("alpha")}
+            for i, s in iterations.items() if "data" in s}
+    if not rows:
+        return []
+    keys = ["α"] + sorted({k for r in rows.values() for k in r if k != "α"})
+    lines = ["## Training data per iteration", "", "| iteration | " + " | ".join(keys) + " |",
+             "|---|" + "---|" * len(keys)]
+    for i, row in rows.items():
+        cells = [f"{row.get(k):g}" if isinstance(row.get(k), int | float) else "–" for k in keys]
+        lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _time_table(results: dict[str, Any]) -> list[str]:
+    lines = ["## Wall time per stage (s)", "", "| stage | seconds |", "|---|---|"]
+    total = 0.0
+    if results["warm_start"]:
+        total += results["warm_start"].get("wall_seconds", 0)
+        lines.append(f"| warm start | {results['warm_start'].get('wall_seconds', 0):.0f} |")
+    for i, stages in results["iterations"].items():
+        for name, summary in stages.items():
+            total += summary.get("wall_seconds", 0)
+            where = "start" if i == 0 else f"iteration {i}"
+            lines.append(f"| {where} · {name} | {summary.get('wall_seconds', 0):.0f} |")
+    lines.append(f"| **total** | **{total:.0f}** |")
+    return lines + [""]
+
+
+def _plots(root: Path, iterations: dict[int, dict[str, Any]], envs: list[str]) -> list[str]:
+    """Draw success, loops and data plots; return the file names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    evals = {i: s["eval"]["envs"] for i, s in iterations.items() if s.get("eval", {}).get("envs")}
+    if evals:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for env in envs:
+            xs = [i for i in evals if env in evals[i]]
+            ax.plot(xs, [100 * evals[i][env]["success_rate"] for i in xs], marker="o", label=f"{env} success")
+        rev = {i: s["revision"]["envs"] for i, s in iterations.items() if s.get("revision", {}).get("envs")}
+        if rev:
+            xs = sorted(rev)
+            ys = [100 * sum(r["revision_success_rate"] for r in rev[i].values()) / len(rev[i]) for i in xs]
+            ax.plot(xs, ys, marker="s", linestyle="--", label="revision ability")
+        ax.set(xlabel="iteration", ylabel="%", title="Success per iteration", ylim=(0, 100))
+        ax.set_xticks(sorted(evals))
+        ax.legend()
+        written.append(_save(fig, root / "success.png"))
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        width = 0.8 / len(evals)
+        for j, (i, ev) in enumerate(evals.items()):
+            ys = [sum(s["repeated_actions"][str(k)] for s in ev.values()) / len(ev) for k in LOOP_LENGTHS]
+            ax.bar([k + j * width for k in LOOP_LENGTHS], ys, width=width, label=f"iteration {i}")
+        ax.set(xlabel="sub-sequence length", ylabel="repeats per episode", title="Loops (repeated actions)")
+        ax.set_xticks([k + width * (len(evals) - 1) / 2 for k in LOOP_LENGTHS], [str(k) for k in LOOP_LENGTHS])
+        ax.legend()
+        written.append(_save(fig, root / "loops.png"))
+    data = {i: _flat_counts(s["data"].get("counts", {})) for i, s in iterations.items() if "data" in s}
+    kinds = [k for k in ("revision", "good", "optimal", "gold") if any(k in d for d in data.values())]
+    if data and kinds:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        bottom = [0.0] * len(data)
+        for kind in kinds:
+            ys = [d.get(kind, 0) for d in data.values()]
+            ax.bar([str(i) for i in data], ys, bottom=bottom, label=kind)
+            bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
+        ax.set(xlabel="iteration", ylabel="trajectories", title="Training data")
+        ax.legend()
+        written.append(_save(fig, root / "data.png"))
+    return written
+
+
+def _save(fig: Any, path: Path) -> str:
+    """Save a figure atomically (a temp file renamed over the target) and close it."""
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.tight_layout()
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+    return path.name

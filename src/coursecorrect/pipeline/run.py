@@ -1,0 +1,274 @@
+"""``coursecorrect run``: the whole Agent-R loop in one resumable run directory.
+
+    runs/NAME/
+      config.yaml
+      warm_start/          SFT on expert (gold) trajectories, so a weak base model finds some successes
+      eval/                the starting model on the test split (iteration 0; its failures feed revision ability)
+      iter_1/collect/ENV/  MCTS trees of the current model
+      iter_1/data/         revision + good trajectories (data.jsonl, counts.json)
+      iter_1/train/        the fine-tuned model (model/) — iteration 1 trains the starting model, later ones
+                           continue from the previous iteration's
+      iter_1/eval/ENV/     the new model on the test split
+      iter_1/revision/ENV/ revision ability: the starting model's failures continued by the new model
+      report.md, *.png
+
+Each stage writes its artefacts, then its ``DONE.json``; re-running the command skips finished stages and
+resumes the first unfinished one (collection and evaluation also resume inside the stage).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from coursecorrect.agent.runner import AgentConfig
+from coursecorrect.config import Config
+from coursecorrect.console import console
+from coursecorrect.data.conversation import read_conversations, write_conversations
+from coursecorrect.envs import EnvConfig
+from coursecorrect.errors import ConfigError
+from coursecorrect.eval.harness import EvalConfig, evaluate
+from coursecorrect.eval.revision_ability import RevisionAbilityConfig, revision_ability
+from coursecorrect.llm import LLM, LLMConfig
+from coursecorrect.pipeline.report import write_report
+from coursecorrect.pipeline.rundir import RunDir
+from coursecorrect.revision.build import BuildConfig, build_data, gold_conversations, write_data
+from coursecorrect.search.collect import CollectConfig, collect
+from coursecorrect.search.mcts import MCTSConfig
+from coursecorrect.search.tree import load_trees
+from coursecorrect.train.sft import TrainConfig, train_sft
+
+
+class WarmStartConfig(Config):
+    """SFT on the envs' expert trajectories before the first iteration."""
+
+    enabled: bool = Field(True, description="train on gold trajectories first (needed by weak base models)")
+    split: str = Field("train", description="split whose tasks the expert plays")
+    limit: int | None = Field(200, ge=1, description="expert trajectories per env (first N tasks of the split)")
+    task_ids: list[int] | None = Field(None, description="these tasks instead of the split's")
+    epochs: float = Field(2, gt=0, description="epochs over the gold data")
+    max_steps: int | None = Field(None, ge=1, description="optimizer steps instead of epochs")
+
+
+class RunCollectConfig(Config):
+    """Stage 1 of every iteration: MCTS on training tasks."""
+
+    mcts: MCTSConfig = Field(default_factory=MCTSConfig)
+    max_steps: int = Field(20, ge=1, description="env step limit during search (the paper: 20)")
+    split: str = Field("train", description="split whose tasks are searched")
+    limit: int | None = Field(None, ge=1, description="search the first N tasks of the split")
+    task_ids: list[int] | None = Field(None, description="search these tasks instead")
+    batch_trees: int = Field(8, ge=1, description="trees searched together")
+
+
+class RunDataConfig(BuildConfig):
+    """Stage 2: revision trajectories. ``alphas[i - 1]`` replaces ``pairs.alpha`` in iteration ``i``."""
+
+    alphas: list[float] = Field(
+        default_factory=lambda: [0.5, 0.7, 1.0],
+        description="α of iterations 1, 2, 3, ... (the last one repeats for further iterations)",
+    )
+
+
+class RunTrainConfig(TrainConfig):
+    """Stage 3: SFT. ``model`` and ``epochs`` are set by the run (the current model; epochs below)."""
+
+    epochs_first: float = Field(3, gt=0, description="epochs of iteration 1 (the paper: 3)")
+    epochs_later: float = Field(1, gt=0, description="epochs of later iterations (the paper: 1)")
+
+
+class RunEvalConfig(Config):
+    """Stage 4: the test split, and the revision-ability protocol."""
+
+    split: str = Field("test")
+    limit: int | None = Field(None, ge=1, description="play the first N tasks of the split")
+    max_steps: int = Field(100, ge=1, description="env step limit (the paper: 100)")
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    revision_ability: bool = Field(True, description="continue the starting model's failures with each new model")
+    revision_max_rounds: int = Field(50, ge=1, description="turns after the cut (the paper: 50)")
+    revision_limit: int | None = Field(None, ge=1, description="continue at most N failed episodes per env")
+
+
+class RunConfig(Config):
+    """The Agent-R loop: optional warm start, then ``iterations`` × (collect → data → train → eval)."""
+
+    envs: list[EnvConfig] = Field(
+        default_factory=lambda: [EnvConfig()], description="envs whose data is mixed into one training set"
+    )
+    model: LLMConfig = Field(default_factory=LLMConfig, description="the starting model (transformers backend)")
+    iterations: int = Field(3, ge=0)
+    warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
+    collect: RunCollectConfig = Field(default_factory=RunCollectConfig)
+    data: RunDataConfig = Field(default_factory=RunDataConfig)
+    train: RunTrainConfig = Field(default_factory=RunTrainConfig)
+    eval: RunEvalConfig = Field(default_factory=RunEvalConfig)
+
+    @model_validator(mode="after")
+    def _checks(self) -> RunConfig:
+        if self.model.backend != "transformers":
+            raise ValueError(
+                "run fine-tunes a new model every iteration, so it needs backend 'transformers' "
+                "(a running server cannot pick up the new weights)"
+            )
+        names = [e.name for e in self.envs]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"envs must name each env once, got {names}")
+        return self
+
+
+class _Actor:
+    """The current model, loaded once and reused by consecutive stages."""
+
+    def __init__(self, config: LLMConfig) -> None:
+        self.config = config
+        self._llm: LLM | None = None
+        self._path: str | None = None
+
+    def config_for(self, path: str) -> LLMConfig:
+        return self.config.model_copy(update={"model": path})
+
+    def get(self, path: str) -> LLM:
+        if self._path != path:
+            self.release()
+            self._llm, self._path = self.config_for(path).make(), path
+        assert self._llm is not None
+        return self._llm
+
+    def release(self) -> None:
+        if self._llm is not None:
+            self._llm.close()
+        self._llm = self._path = None
+
+
+def run_pipeline(config: RunConfig, out_dir: Path, progress: bool = True) -> Path:
+    """Run (or resume) the loop in ``out_dir``; return the report's path."""
+    check_run_config(config)
+    run = RunDir.open(out_dir, config)
+    actor = _Actor(config.model)
+    try:
+        current = config.model.model
+        if config.warm_start.enabled:
+            summary = _stage(run, "warm_start", None, lambda path: _warm_start(config, path, progress))
+            current = summary["model"]
+        _stage(run, "eval", None, lambda path: _evaluate(config, current, path, actor, progress))
+        for i in range(1, config.iterations + 1):
+            model_i = current
+            _stage(run, "collect", i, lambda path, m=model_i: _collect(config, m, path, actor, progress))
+            _stage(run, "data", i, lambda path, i=i, m=model_i: _build(config, i, m, run, path, actor))
+            actor.release()  # training needs the memory; the next stage reloads the new model
+            trained = _stage(run, "train", i, lambda path, i=i, m=model_i: _train(config, i, m, run, path, progress))
+            current = trained["model"]
+            _stage(run, "eval", i, lambda path, m=current: _evaluate(config, m, path, actor, progress))
+            if config.eval.revision_ability:
+                _stage(run, "revision", i, lambda path, m=current: _revision(config, m, run, path, actor, progress))
+    finally:
+        actor.release()
+    return write_report(run.root)
+
+
+def _stage(run: RunDir, name: str, iteration: int | None, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Run one stage unless its DONE.json exists; record its summary and wall time."""
+    stage = run.stage(name, iteration)
+    label = f"iteration {iteration} · {name}" if iteration else name
+    if stage.is_done():
+        console.print(f"[dim]{label}: done (skipped)[/dim]")
+        return stage.summary()
+    console.rule(f"[bold]{label}")
+    start = time.perf_counter()
+    summary = work(stage.path)
+    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    stage.mark_done(summary)
+    return summary
+
+
+def _warm_start(config: RunConfig, path: Path, progress: bool) -> dict[str, Any]:
+    gold = []
+    for env_config in config.envs:
+        with env_config.make() as env:
+            ids = config.warm_start.task_ids or env.task_ids(config.warm_start.split)
+            gold += gold_conversations(env, ids[: config.warm_start.limit])
+    write_conversations(path / "data.jsonl", gold)
+    train = config.train.model_copy(
+        update={"epochs": config.warm_start.epochs, "max_steps": config.warm_start.max_steps}
+    )
+    summary = train_sft(_train_config(train), gold, path, progress=progress, base_model=config.model.model)
+    return {"gold_trajectories": len(gold), "train": summary, "model": str(path / "model")}
+
+
+def _evaluate(config: RunConfig, model: str, path: Path, actor: _Actor, progress: bool) -> dict[str, Any]:
+    results = {}
+    for env_config in config.envs:
+        spec = EvalConfig(
+            env=env_config.model_copy(update={"max_steps": config.eval.max_steps}), model=actor.config_for(model),
+            agent=config.eval.agent, split=config.eval.split, limit=config.eval.limit,
+        )
+        results[env_config.name] = evaluate(spec, path / env_config.name, llm=actor.get(model), progress=progress)
+    return {"model": model, "envs": results}
+
+
+def _collect(config: RunConfig, model: str, path: Path, actor: _Actor, progress: bool) -> dict[str, Any]:
+    results = {}
+    c = config.collect
+    for env_config in config.envs:
+        spec = CollectConfig(
+            env=env_config.model_copy(update={"max_steps": c.max_steps}), model=actor.config_for(model),
+            mcts=c.mcts, split=c.split, limit=c.limit, task_ids=c.task_ids, batch_trees=c.batch_trees,
+        )
+        results[env_config.name] = collect(spec, path / env_config.name, llm=actor.get(model), progress=progress)
+    return {"model": model, "envs": results}
+
+
+def _build(config: RunConfig, iteration: int, model: str, run: RunDir, path: Path, actor: _Actor) -> dict[str, Any]:
+    alphas = config.data.alphas
+    alpha = alphas[min(iteration, len(alphas)) - 1]
+    build = BuildConfig.model_validate(
+        {**config.data.model_dump(exclude={"alphas"}), "pairs": {**config.data.pairs.model_dump(), "alpha": alpha}}
+    )
+    trees = [tree for env in config.envs for tree in load_trees(run.stage("collect", iteration).path / env.name)]
+    result = build_data(trees, build, llm=actor.get(model) if build.needs_model else None)
+    write_data(result, path)
+    return {"alpha": alpha, "examples": len(result.conversations), "counts": result.counts}
+
+
+def _train(config: RunConfig, iteration: int, model: str, run: RunDir, path: Path, progress: bool) -> dict[str, Any]:
+    data = list(read_conversations(run.stage("data", iteration).path / "data.jsonl"))
+    if not data:
+        console.print("[yellow]no training data this iteration: the model is carried over unchanged[/yellow]")
+        return {"skipped": "no training data", "model": model}
+    epochs = config.train.epochs_first if iteration == 1 else config.train.epochs_later
+    train = config.train.model_copy(update={"epochs": epochs})
+    summary = train_sft(_train_config(train), data, path, progress=progress, base_model=model)
+    return {**summary, "model": str(path / "model")}
+
+
+def _revision(config: RunConfig, model: str, run: RunDir, path: Path, actor: _Actor, progress: bool) -> dict[str, Any]:
+    results = {}
+    for env_config in config.envs:
+        spec = RevisionAbilityConfig(
+            failed=run.stage("eval").path / env_config.name, env=env_config, model=actor.config_for(model),
+            agent=config.eval.agent, max_rounds=config.eval.revision_max_rounds, limit=config.eval.revision_limit,
+        )
+        results[env_config.name] = revision_ability(spec, path / env_config.name, llm=actor.get(model),
+                                                    progress=progress)
+    return {"model": model, "envs": results}
+
+
+def _train_config(train: RunTrainConfig) -> TrainConfig:
+    """The plain training config of a run's train section."""
+    return TrainConfig.model_validate(train.model_dump(exclude={"epochs_first", "epochs_later"}))
+
+
+def check_run_config(config: RunConfig) -> None:
+    """Fail before any work when a run cannot start (e.g. an env without an expert for the warm start)."""
+    if not config.warm_start.enabled:
+        return
+    for env_config in config.envs:
+        with env_config.make() as env:
+            ids = env.task_ids(env.splits[0]) if env.splits else [0]
+            env.reset(ids[0])
+            if env.expert_actions() is None:
+                raise ConfigError(f"warm_start needs an expert solver, and env {env_config.name!r} has none")
