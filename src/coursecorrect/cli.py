@@ -17,6 +17,7 @@ from coursecorrect.errors import CourseCorrectError
 from coursecorrect.pipeline.cli import demo_command, report_command, run_command
 from coursecorrect.revision.cli import build_data_command, export_command
 from coursecorrect.search.cli import collect_command, tree_app
+from coursecorrect.train.cli import train_command
 
 app = typer.Typer(
     help="Teach language-model agents to recover from their own mistakes (Agent-R, RISE).",
@@ -29,6 +30,7 @@ app.add_typer(env_app, name="env")
 app.command("collect")(collect_command)
 app.add_typer(tree_app, name="tree")
 app.command("build-data")(build_data_command)
+app.command("train")(train_command)
 app.command("export")(export_command)
 app.command("run")(run_command)
 app.command("demo")(demo_command)

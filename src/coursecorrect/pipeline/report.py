@@ -14,6 +14,7 @@ from coursecorrect.eval.metrics import LOOP_LENGTHS
 from coursecorrect.io import atomic_write_text
 
 REPORT_FILE = "report.md"
+STAGE_ORDER = ("collect", "data", "train", "eval", "revision")
 
 
 def _done(path: Path) -> dict[str, Any] | None:
@@ -30,22 +31,20 @@ def collect_results(root: Path) -> dict[str, Any]:
         iterations[0] = {"eval": baseline}
     for folder in sorted(root.glob("iter_*"), key=lambda p: int(p.name.split("_")[1])):
         i = int(folder.name.split("_")[1])
-        stages = {p.name: s for p in folder.iterdir() if p.is_dir() and (s := _done(p)) is not None}
+        stages = {name: s for name in STAGE_ORDER if (s := _done(folder / name)) is not None}
         if stages:
             iterations[i] = stages
     return {"warm_start": _done(root / "warm_start"), "iterations": iterations}
 
 
-def _flat_counts(counts: dict[str, Any]) -> dict[str, float]:
-    """Numeric counts summed over envs (``{"textcraft": {"revision": 3}}`` or ``{"revision": 3}``)."""
-    flat: dict[str, float] = {}
-    for key, value in counts.items():
-        if isinstance(value, dict):
-            for name, number in _flat_counts(value).items():
-                flat[name] = flat.get(name, 0) + number
-        elif isinstance(value, int | float) and not isinstance(value, bool):
-            flat[key] = flat.get(key, 0) + value
-    return flat
+def _totals(counts: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """Trajectory counts of one build summed over its envs."""
+    kinds = ("revision", "good", "optimal", "gold")
+    return {k: sum(env.get(k) or 0 for env in counts.values()) for k in kinds}
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
 
 
 def _pct(x: float | None) -> str:
@@ -65,7 +64,7 @@ def write_report(root: Path) -> Path:
         lines += [
             "## Warm start", "",
             f"SFT on {warm['gold_trajectories']} expert trajectories: {train.get('steps', '?')} steps, "
-            f"train loss {train.get('train_loss_first', '?')} → {train.get('train_loss_last', '?')}, "
+            f"train loss {_num(train.get('train_loss_first'))} → {_num(train.get('train_loss_last'))}, "
             f"{warm.get('wall_seconds', 0):.0f} s.", "",
         ]
     lines += _results_table(iterations, envs)
@@ -102,17 +101,19 @@ def _results_table(iterations: dict[int, dict[str, Any]], envs: list[str]) -> li
     return lines + [""]
 
 
+DATA_COLUMNS = ("trees", "pairs", "revision", "good", "optimal", "mean_t_prime", "mean_bad_prefix")
+
+
 def _data_table(iterations: dict[int, dict[str, Any]]) -> list[str]:
-    rows = {i: _flat_counts(s["data"].get("counts", {})) | {"α": s["data"].get("alpha")}
-            for i, s in iterations.items() if "data" in s}
-    if not rows:
+    data = {i: s["data"] for i, s in iterations.items() if "data" in s}
+    if not data:
         return []
-    keys = ["α"] + sorted({k for r in rows.values() for k in r if k != "α"})
-    lines = ["## Training data per iteration", "", "| iteration | " + " | ".join(keys) + " |",
-             "|---|" + "---|" * len(keys)]
-    for i, row in rows.items():
-        cells = [f"{row.get(k):g}" if isinstance(row.get(k), int | float) else "–" for k in keys]
-        lines.append(f"| {i} | " + " | ".join(cells) + " |")
+    lines = ["## Training data per iteration", "", "| iteration | env | α | " + " | ".join(DATA_COLUMNS) + " |",
+             "|---|---|---|" + "---|" * len(DATA_COLUMNS)]
+    for i, summary in data.items():
+        for env, counts in summary.get("counts", {}).items():
+            cells = [f"{counts[k]:g}" if isinstance(counts.get(k), int | float) else "–" for k in DATA_COLUMNS]
+            lines.append(f"| {i} | {env} | {summary.get('alpha', '–')} | " + " | ".join(cells) + " |")
     return lines + [""]
 
 
@@ -163,8 +164,8 @@ def _plots(root: Path, iterations: dict[int, dict[str, Any]], envs: list[str]) -
         ax.set_xticks([k + width * (len(evals) - 1) / 2 for k in LOOP_LENGTHS], [str(k) for k in LOOP_LENGTHS])
         ax.legend()
         written.append(_save(fig, root / "loops.png"))
-    data = {i: _flat_counts(s["data"].get("counts", {})) for i, s in iterations.items() if "data" in s}
-    kinds = [k for k in ("revision", "good", "optimal", "gold") if any(k in d for d in data.values())]
+    data = {i: _totals(s["data"].get("counts", {})) for i, s in iterations.items() if "data" in s}
+    kinds = [k for k in ("revision", "good", "optimal", "gold") if any(d[k] for d in data.values())]
     if data and kinds:
         fig, ax = plt.subplots(figsize=(5, 3.5))
         bottom = [0.0] * len(data)
