@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Sequence
 
 import pytest
@@ -181,3 +182,14 @@ def test_smollm2_agent_loop_is_exact_and_stops_at_end_of_turn() -> None:
     answer = llm.generate(conversations[:1], SamplingParams(max_new_tokens=64))[0][0]
     assert answer.finish_reason == "stop" and "<|im_end|>" not in answer.text
     assert answer.completion_tokens == len(llm.tokenizer(answer.text)["input_ids"]) + 1
+
+
+def test_warns_once_when_the_batch_outgrows_the_prefix_cache(llm: TransformersLLM) -> None:
+    small = TransformersLLM("tiny-random", model=llm.model, tokenizer=llm.tokenizer, cache_bytes=1024)
+    conversations = [[{"role": "user", "content": f"question {i}"}] for i in range(2)]
+    with pytest.warns(UserWarning, match="exceeds the prefix cache"):
+        small.generate(conversations, SamplingParams(max_new_tokens=2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        small.generate(conversations, SamplingParams(max_new_tokens=2))  # once is enough
+        llm.generate(conversations, SamplingParams(max_new_tokens=2))  # the default budget is ample

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -74,12 +75,14 @@ class TransformersLLM:
         self.prefix_caching = prefix_caching
         self.cache = PrefixCache(cache_bytes)
         self.stats = BackendStats()
+        self._warned_cache = False
         self._eos = tokenizer.eos_token_id
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._eos
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions of the next assistant turn for each conversation, in order."""
         prompts = [self._encode(conv) for conv in conversations]
+        self._check_cache_budget(prompts, params)
         # Sampling n > 1 greedy rows would decode the same tokens n times: decode once, copy.
         samples = params.n if params.temperature > 0 else 1
         per_chunk = max(1, self.max_batch_size // samples)
@@ -105,6 +108,28 @@ class TransformersLLM:
         self.clear_cache()
 
     # -- internals -------------------------------------------------------------------------------------
+
+    def kv_bytes_per_token(self) -> int:
+        """Bytes of key/value state one token keeps in the cache."""
+        config = self.model.config
+        heads = getattr(config, "num_key_value_heads", None) or config.num_attention_heads
+        head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+        return config.num_hidden_layers * 2 * heads * head_dim * self.model.dtype.itemsize
+
+    def _check_cache_budget(self, prompts: list[torch.Tensor], params: SamplingParams) -> None:
+        """Warn once when a call's KV state outgrows the prefix cache: rows would be evicted and re-prefilled
+        in full at every step, which slows long lock-step runs many times over."""
+        if not self.prefix_caching or self._warned_cache:
+            return
+        needed = sum(len(p) + params.max_new_tokens for p in prompts) * params.n * self.kv_bytes_per_token()
+        if needed > self.cache.max_bytes:
+            self._warned_cache = True
+            warnings.warn(
+                f"this batch's KV state ({needed / 2**30:.1f} GiB) exceeds the prefix cache "
+                f"({self.cache.max_bytes / 2**30:.1f} GiB): cached prompts will be evicted and prefilled again; "
+                "raise cache_gb or lower the batch size",
+                stacklevel=3,
+            )
 
     def _encode(self, conversation: Conversation) -> torch.Tensor:
         messages = [{"role": m["role"], "content": m["content"]} for m in conversation]
