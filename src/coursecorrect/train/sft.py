@@ -13,6 +13,7 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -220,8 +221,16 @@ def train_sft(
     Conversations of weight 0 are skipped (they would contribute no gradient), as are those with no supervised
     token left after truncation to ``max_length`` (counted as dropped).
     """
+    with warnings.catch_warnings():
+        # transformers' own internals (PEFT and Trainer paths) call a method that transformers has deprecated
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return _train(config, conversations, Path(out_dir), progress, base_model)
+
+
+def _train(
+    config: TrainConfig, conversations: list[Conversation], out_dir: Path, progress: bool, base_model: str | None
+) -> dict[str, Any]:
     start = time.perf_counter()
-    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     agent = [c for c in conversations if c.weight > 0]
     data = agent
