@@ -16,6 +16,8 @@ from coursecorrect.registry import Registry
 
 ENVS: Registry[Env] = Registry("env", Env)
 ENVS.register("textcraft", "coursecorrect.envs.textcraft.env:TextCraftEnv")
+ENVS.register("gsm8k", "coursecorrect.envs.math.env:GSM8KEnv")
+ENVS.register("math", "coursecorrect.envs.math.env:MATHEnv")
 
 
 def register_env(name: str, target: str | type[Env], overwrite: bool = False) -> None:
