@@ -23,13 +23,11 @@ from coursecorrect.config import Config
 from coursecorrect.data.conversation import Conversation, read_conversations, write_conversations
 from coursecorrect.envs import EnvConfig
 from coursecorrect.errors import CourseCorrectError
+from coursecorrect.eval.harness import EPISODES_FILE, SUMMARY_FILE
 from coursecorrect.eval.metrics import summarize
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm import LLM, LLMConfig
 from coursecorrect.pipeline.rundir import RunDir
-
-EPISODES_FILE = "episodes.jsonl"
-SUMMARY_FILE = "summary.json"
 
 
 class RevisionAbilityConfig(Config):

@@ -6,20 +6,20 @@ the report of any run, finished or not.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from coursecorrect.eval.metrics import LOOP_LENGTHS
 from coursecorrect.io import atomic_write_text
+from coursecorrect.pipeline.rundir import StageDir
 
 REPORT_FILE = "report.md"
 STAGE_ORDER = ("collect", "data", "train", "eval", "revision")
 
 
 def _done(path: Path) -> dict[str, Any] | None:
-    file = path / "DONE.json"
-    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else None
+    stage = StageDir(path)
+    return stage.summary() if stage.is_done() else None
 
 
 def collect_results(root: Path) -> dict[str, Any]:
