@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
+
+from coursecorrect.envs.math.problems import DATA_ENV_VAR
 
 
 @pytest.fixture(scope="module")
@@ -16,3 +19,13 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+SHARED_MATH = Path(__file__).resolve().parents[2] / "shared" / "data" / "math"
+
+
+@pytest.fixture(autouse=True)
+def math_data(monkeypatch: pytest.MonkeyPatch) -> Path:
+    """GSM8K and MATH load from the shared JSONL files (as a user's local data folder), never the hub."""
+    monkeypatch.setenv(DATA_ENV_VAR, str(SHARED_MATH))
+    return SHARED_MATH

@@ -16,6 +16,7 @@ from coursecorrect.envs import ENVS, Env, EnvConfig
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.pipeline.cli import demo_command, report_command, run_command
 from coursecorrect.revision.cli import build_data_command, export_command
+from coursecorrect.rise.cli import rise_app
 from coursecorrect.search.cli import collect_command, tree_app
 from coursecorrect.train.cli import train_command
 
@@ -35,6 +36,7 @@ app.command("export")(export_command)
 app.command("run")(run_command)
 app.command("demo")(demo_command)
 app.command("report")(report_command)
+app.add_typer(rise_app, name="rise")
 
 
 def _version(value: bool) -> None:
@@ -66,8 +68,11 @@ def env_list() -> None:
     for name in ENVS.names():
         env = ENVS.get(name)()
         with env:
-            counts = [str(len(env.task_ids(split))) if split in env.splits else "-" for split in ("train", "test")]
             about = (type(env).__doc__ or "").strip().splitlines()[0]
+            if getattr(env, "needs_download", False):  # counting would download the data set first
+                table.add_row(name, "?", "?", "?", "copy" if env.supports_snapshot else "replay", about)
+                continue
+            counts = [str(len(env.task_ids(split))) if split in env.splits else "-" for split in ("train", "test")]
             table.add_row(name, str(env.num_tasks), *counts, "copy" if env.supports_snapshot else "replay", about)
     console.print(table)
 

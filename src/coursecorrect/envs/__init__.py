@@ -18,6 +18,7 @@ ENVS: Registry[Env] = Registry("env", Env)
 ENVS.register("textcraft", "coursecorrect.envs.textcraft.env:TextCraftEnv")
 ENVS.register("gsm8k", "coursecorrect.envs.math.env:GSM8KEnv")
 ENVS.register("math", "coursecorrect.envs.math.env:MATHEnv")
+ENVS.register("reasoning-gym", "coursecorrect.envs.math.reasoning_gym:ReasoningGymEnv")
 
 
 def register_env(name: str, target: str | type[Env], overwrite: bool = False) -> None:

@@ -18,8 +18,6 @@ resumes the first unfinished one (collection and evaluation also resume inside t
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +31,10 @@ from coursecorrect.envs import EnvConfig
 from coursecorrect.errors import ConfigError
 from coursecorrect.eval.harness import EvalConfig, evaluate
 from coursecorrect.eval.revision_ability import RevisionAbilityConfig, revision_ability
-from coursecorrect.llm import LLM, LLMConfig
+from coursecorrect.llm import LLMConfig
+from coursecorrect.pipeline.actor import Actor
 from coursecorrect.pipeline.report import write_report
-from coursecorrect.pipeline.rundir import RunDir
+from coursecorrect.pipeline.rundir import RunDir, run_stage
 from coursecorrect.revision.build import BuildConfig, build_data, gold_conversations, write_data
 from coursecorrect.search.collect import CollectConfig, collect
 from coursecorrect.search.mcts import MCTSConfig
@@ -120,69 +119,30 @@ class RunConfig(Config):
         return self
 
 
-class _Actor:
-    """The current model, loaded once and reused by consecutive stages."""
-
-    def __init__(self, config: LLMConfig) -> None:
-        self.config = config
-        self._llm: LLM | None = None
-        self._path: str | None = None
-
-    def config_for(self, path: str) -> LLMConfig:
-        return self.config.model_copy(update={"model": path})
-
-    def get(self, path: str) -> LLM:
-        if self._path != path:
-            self.release()
-            self._llm, self._path = self.config_for(path).make(), path
-        assert self._llm is not None
-        return self._llm
-
-    def release(self) -> None:
-        if self._llm is not None:
-            self._llm.close()
-        self._llm = self._path = None
-
-
 def run_pipeline(config: RunConfig, out_dir: Path, progress: bool = True) -> Path:
     """Run (or resume) the loop in ``out_dir``; return the report's path."""
     check_run_config(config)
     run = RunDir.open(out_dir, config)
-    actor = _Actor(config.model)
+    actor = Actor(config.model)
     try:
         current = config.model.model
         if config.warm_start.enabled:
-            summary = _stage(run, "warm_start", None, lambda path: _warm_start(config, path, progress))
+            summary = run_stage(run, "warm_start", None, lambda path: _warm_start(config, path, progress))
             current = summary["model"]
-        _stage(run, "eval", None, lambda path: _evaluate(config, current, path, actor, progress))
+        run_stage(run, "eval", None, lambda path: _evaluate(config, current, path, actor, progress))
         for i in range(1, config.iterations + 1):
             model_i = current
-            _stage(run, "collect", i, lambda path, m=model_i: _collect(config, m, path, actor, progress))
-            _stage(run, "data", i, lambda path, i=i, m=model_i: _build(config, i, m, run, path, actor))
+            run_stage(run, "collect", i, lambda path, m=model_i: _collect(config, m, path, actor, progress))
+            run_stage(run, "data", i, lambda path, i=i, m=model_i: _build(config, i, m, run, path, actor))
             actor.release()  # training needs the memory; the next stage reloads the new model
-            trained = _stage(run, "train", i, lambda path, i=i, m=model_i: _train(config, i, m, run, path, progress))
+            trained = run_stage(run, "train", i, lambda path, i=i, m=model_i: _train(config, i, m, run, path, progress))
             current = trained["model"]
-            _stage(run, "eval", i, lambda path, m=current: _evaluate(config, m, path, actor, progress))
+            run_stage(run, "eval", i, lambda path, m=current: _evaluate(config, m, path, actor, progress))
             if config.eval.revision_ability:
-                _stage(run, "revision", i, lambda path, m=current: _revision(config, m, run, path, actor, progress))
+                run_stage(run, "revision", i, lambda path, m=current: _revision(config, m, run, path, actor, progress))
     finally:
         actor.release()
     return write_report(run.root)
-
-
-def _stage(run: RunDir, name: str, iteration: int | None, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-    """Run one stage unless its DONE.json exists; record its summary and wall time."""
-    stage = run.stage(name, iteration)
-    label = f"iteration {iteration} · {name}" if iteration else name
-    if stage.is_done():
-        console.print(f"[dim]{label}: done (skipped)[/dim]")
-        return stage.summary()
-    console.rule(f"[bold]{label}")
-    start = time.perf_counter()
-    summary = work(stage.path)
-    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
-    stage.mark_done(summary)
-    return summary
 
 
 def _warm_start(config: RunConfig, path: Path, progress: bool) -> dict[str, Any]:
@@ -199,7 +159,7 @@ def _warm_start(config: RunConfig, path: Path, progress: bool) -> dict[str, Any]
     return {"gold_trajectories": len(gold), "train": summary, "model": str(path / "model")}
 
 
-def _evaluate(config: RunConfig, model: str, path: Path, actor: _Actor, progress: bool) -> dict[str, Any]:
+def _evaluate(config: RunConfig, model: str, path: Path, actor: Actor, progress: bool) -> dict[str, Any]:
     results = {}
     for env_config in config.envs:
         spec = EvalConfig(
@@ -210,7 +170,7 @@ def _evaluate(config: RunConfig, model: str, path: Path, actor: _Actor, progress
     return {"model": model, "envs": results}
 
 
-def _collect(config: RunConfig, model: str, path: Path, actor: _Actor, progress: bool) -> dict[str, Any]:
+def _collect(config: RunConfig, model: str, path: Path, actor: Actor, progress: bool) -> dict[str, Any]:
     results = {}
     c = config.collect
     for env_config in config.envs:
@@ -222,7 +182,7 @@ def _collect(config: RunConfig, model: str, path: Path, actor: _Actor, progress:
     return {"model": model, "envs": results}
 
 
-def _build(config: RunConfig, iteration: int, model: str, run: RunDir, path: Path, actor: _Actor) -> dict[str, Any]:
+def _build(config: RunConfig, iteration: int, model: str, run: RunDir, path: Path, actor: Actor) -> dict[str, Any]:
     alphas = config.data.alphas
     alpha = alphas[min(iteration, len(alphas)) - 1]
     build = BuildConfig.model_validate(
@@ -245,7 +205,7 @@ def _train(config: RunConfig, iteration: int, model: str, run: RunDir, path: Pat
     return {**summary, "model": str(path / "model")}
 
 
-def _revision(config: RunConfig, model: str, run: RunDir, path: Path, actor: _Actor, progress: bool) -> dict[str, Any]:
+def _revision(config: RunConfig, model: str, run: RunDir, path: Path, actor: Actor, progress: bool) -> dict[str, Any]:
     results = {}
     for env_config in config.envs:
         spec = RevisionAbilityConfig(

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from coursecorrect.config import Config, dump_config
+from coursecorrect.console import console
 from coursecorrect.errors import ConfigError
 from coursecorrect.io import atomic_write_json, atomic_write_text
 
@@ -79,3 +82,18 @@ class RunDir:
         path = self.root / (f"iter_{iteration}" if iteration is not None else "") / name
         path.mkdir(parents=True, exist_ok=True)
         return StageDir(path)
+
+
+def run_stage(run: RunDir, name: str, iteration: int | None, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
+    """Run one stage unless its DONE.json exists; record its summary and wall time."""
+    stage = run.stage(name, iteration)
+    label = f"iteration {iteration} · {name}" if iteration else name
+    if stage.is_done():
+        console.print(f"[dim]{label}: done (skipped)[/dim]")
+        return stage.summary()
+    console.rule(f"[bold]{label}")
+    start = time.perf_counter()
+    summary = work(stage.path)
+    summary["wall_seconds"] = round(time.perf_counter() - start, 2)
+    stage.mark_done(summary)
+    return summary

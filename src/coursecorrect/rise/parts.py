@@ -1,0 +1,75 @@
+"""Resumable output in parts: problems are processed in chunks and each chunk's records land atomically in
+``DIR/part-NNNNN.jsonl``. A re-run skips problems found in existing parts; a crash loses only the chunk in
+flight, and because chunks are re-formed in the same order from what is left, the re-run makes the same chunks
+(and so, with the same seeds, the same records) as an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from coursecorrect.errors import CourseCorrectError
+from coursecorrect.io import write_jsonl
+
+Record = dict[str, Any]
+
+
+def read_parts(folder: Path, required: Sequence[str] = ("task_id", "turns"), strict: bool = False) -> list[Record]:
+    """Every record of ``folder``'s parts (or of one JSONL file), ordered by task id. Unusable lines (not JSON,
+    missing fields) are listed with ``file:line`` in a warning and skipped, or raise with ``strict``."""
+    folder = Path(folder)
+    if not folder.exists():
+        raise CourseCorrectError(f"{folder}: no such file or folder")
+    files = [folder] if folder.is_file() else sorted(folder.glob("part-*.jsonl"))
+    records, bad = [], []
+    for path in files:
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                bad.append(f"{path}:{number}: not valid JSON ({exc.msg})")
+                continue
+            missing = [key for key in required if not isinstance(record, dict) or key not in record]
+            if missing:
+                bad.append(f"{path}:{number}: missing field(s) {', '.join(missing)}")
+                continue
+            records.append(record)
+    if bad:
+        listing = "\n  ".join(bad[:20]) + (f"\n  ... and {len(bad) - 20} more" if len(bad) > 20 else "")
+        if strict:
+            raise CourseCorrectError(f"{len(bad)} unusable record(s):\n  {listing}")
+        warnings.warn(f"skipped {len(bad)} unusable record(s):\n  {listing}", stacklevel=2)
+    return sorted(records, key=lambda r: r["task_id"])
+
+
+def run_in_parts(
+    folder: Path,
+    task_ids: Sequence[int],
+    chunk_size: int,
+    work: Callable[[list[int]], list[Record]],
+    label: str,
+    progress: bool = True,
+) -> int:
+    """Call ``work`` on chunks of the ``task_ids`` not yet in ``folder``'s parts and write each chunk's records
+    as a new part; return how many problems this call processed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    done = {r["task_id"] for r in read_parts(folder, strict=True)}
+    todo = [t for t in task_ids if t not in done]
+    number = len(list(folder.glob("part-*.jsonl")))
+    bar = Progress(TextColumn(f"[bold]{label}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   disable=not progress or not todo)
+    with bar:
+        task = bar.add_task(label, total=len(task_ids), completed=len(task_ids) - len(todo))
+        for start in range(0, len(todo), chunk_size):
+            chunk = todo[start : start + chunk_size]
+            write_jsonl(folder / f"part-{number:05d}.jsonl", work(chunk))
+            number += 1
+            bar.update(task, advance=len(chunk))
+    return len(todo)
