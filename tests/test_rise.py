@@ -267,7 +267,7 @@ def test_run_iterates_resumes_and_reports(tmp_path):
     })
     report = run_rise(config, tmp_path / "run", progress=False)
     text = report.read_text()
-    assert "| 0 | tiny-random |" in text and "| 1 | model |" in text and (tmp_path / "run" / "accuracy.png").is_file()
+    assert "| 0 | tiny-random |" in text and "| 1 | iter_1/train/model |" in text and (tmp_path / "run" / "accuracy.png").is_file()
     done = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("DONE.json")}
     assert len(done) == 5
     run_rise(config, tmp_path / "run", progress=False)  # nothing left to do: no stage runs again

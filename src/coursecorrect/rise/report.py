@@ -33,7 +33,9 @@ def write_rise_report(root: Path) -> Path:
             s = stage.summary()
             turns = ", ".join(f"{100 * a:.1f}" for a in s["accuracy_per_turn"])
             row = " | ".join(f"{100 * s[k]:.1f}" for k in metrics)
-            lines.append(f"| {i} | {Path(s['model']).name if i else s['model']} | {row} | {turns} |")
+            model = Path(s["model"])
+            shown = model.relative_to(root.resolve()) if model.is_relative_to(root.resolve()) else s["model"]
+            lines.append(f"| {i} | {shown} | {row} | {turns} |")
             curves[f"iteration {i}"] = s["accuracy_per_turn"]
         plot_accuracy(curves, root / "accuracy.png", f"{first.get('env')} {first.get('split')}")
         lines += ["", "Metrics in %. m1@t1: first turn; m1@tT: majority over T sequential turns; p1@tT: any turn "
