@@ -112,14 +112,16 @@ class StubServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _StubHandler)
         self.delay, self.script = delay, list(script or [])
         self.requests = self.in_flight = self.peak = 0
+        self.bodies: list[dict] = []
         self.lock = threading.Lock()
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/v1"
 
-    def respond(self) -> tuple[int, dict]:
+    def respond(self, body: dict) -> tuple[int, dict]:
         with self.lock:
+            self.bodies.append(body)
             self.requests += 1
             self.in_flight += 1
             self.peak = max(self.peak, self.in_flight)
@@ -135,8 +137,7 @@ class _StubHandler(BaseHTTPRequestHandler):
     server: StubServer
 
     def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        status, body = self.server.respond()
+        status, body = self.server.respond(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
         data = json.dumps(body).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -195,3 +196,17 @@ def test_agenerate_from_a_running_loop_and_close(stub: StubServer) -> None:
     llm.close()
     with pytest.raises(BackendError, match="closed"):
         llm.generate([STORY], SamplingParams())
+
+
+def test_each_conversation_samples_with_its_own_seeds(stub: StubServer) -> None:
+    """Sample j of conversation i is sent with seed s_i + j: seeds[i] when given, else seed + i * n."""
+    other = [{"role": "user", "content": "hello"}]
+    with OpenAICompatibleLLM("m", stub.url) as llm:
+        llm.generate([STORY, other], SamplingParams(n=2, temperature=1.0, seeds=(100, 5)))
+        sent = {(b["messages"][0]["content"], b["seed"]) for b in stub.bodies}
+        assert sent == {(STORY[0]["content"], 100), (STORY[0]["content"], 101), ("hello", 5), ("hello", 6)}
+        stub.bodies.clear()
+        llm.generate([STORY, other], SamplingParams(n=2, temperature=1.0, seed=10))
+        assert sorted(b["seed"] for b in stub.bodies) == [10, 11, 12, 13]
+        with pytest.raises(ValueError, match="1 seeds for 2 conversations"):
+            llm.generate([STORY, other], SamplingParams(temperature=1.0, seeds=(1,)))

@@ -10,10 +10,12 @@ import typer
 from typer.testing import CliRunner
 
 from coursecorrect.config import validate_config
-from coursecorrect.envs import ENVS, register_env
+from coursecorrect.envs import ENVS, EnvConfig, register_env
 from coursecorrect.envs.checks import check_env
 from coursecorrect.errors import ConfigError, CourseCorrectError
-from coursecorrect.search import CollectConfig, MCTSConfig, Tree, collect, load_trees, tree_path
+from coursecorrect.llm.models import TINY_RANDOM
+from coursecorrect.llm.transformers_backend import TransformersLLM
+from coursecorrect.search import CollectConfig, MCTSConfig, Tree, collect, load_trees, search_trees, tree_path
 from coursecorrect.search.cli import collect_command, tree_app
 from search_doubles import Crash, PolicyLLM, WalkEnv, hashed_policy
 
@@ -154,3 +156,19 @@ def test_tiny_random_lm_collects_textcraft_trees(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["tokens_per_second"] > 0 and summary["model"] == "tiny-random"
     assert time.perf_counter() - start < 120
+
+
+def test_tiny_random_lm_trees_do_not_depend_on_batch_trees(one_torch_thread):
+    """Each request samples with its own seed: a tree is the same whether it shares the backend's calls with
+    seven other trees or is searched alone (sampling at temperature 1 on the real transformers backend)."""
+    env = EnvConfig(name="textcraft", max_steps=20)
+    with env.make() as probe:
+        tasks = probe.task_ids("train")[:8]
+    config = MCTSConfig(iterations=2, n_children=2, rollouts=2, max_depth=3, max_new_tokens=16, temperature=1.0,
+                        max_context_tokens=1024, seed=5)
+    llm = TransformersLLM(TINY_RANDOM, dtype="float32", device="cpu")
+    together = {t.task_id: t.to_dict() for t in search_trees(env.make, llm, tasks, config, batch_trees=8)}
+    alone_llm = TransformersLLM(TINY_RANDOM, model=llm.model, tokenizer=llm.tokenizer, max_batch_size=4)
+    alone = {t.task_id: t.to_dict() for t in search_trees(env.make, alone_llm, tasks[::-1], config, batch_trees=1)}
+    assert together == alone
+    assert len({t["root"]["children"][0]["response"] for t in together.values()}) == 8, "trees really differ"

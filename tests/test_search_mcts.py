@@ -11,6 +11,7 @@ import pytest
 from coursecorrect.agent import NO_ACTION_OBSERVATION
 from coursecorrect.search import MCTSConfig, Node, TreeSearch, search_trees, uct
 from coursecorrect.search.collect import Counters
+from coursecorrect.search.mcts import request_seed
 from search_doubles import PolicyLLM, ReplayWalkEnv, WalkEnv, hashed_policy
 
 RIGHT_OR_FALL = ["Action: right", "Action: fall"]
@@ -237,3 +238,13 @@ def test_config_fields_are_checked():
     with pytest.raises(ConfigError, match="unknown field"):
         validate_config(MCTSConfig, {"iteration": 3}, source="mcts")
     assert all(f.description for f in MCTSConfig.model_fields.values())
+
+
+def test_request_seeds_depend_on_the_seed_the_task_and_the_request_number_only():
+    seeds = {request_seed(seed, task, index) for seed in (0, 1) for task in (3, 4) for index in range(50)}
+    assert len(seeds) == 200 and all(0 <= s < 2**30 for s in seeds)
+    assert request_seed(0, 3, 7) == request_seed(0, 3, 7)
+    search = TreeSearch(WalkEnv(), 3, MCTSConfig(variant="paper", iterations=2, n_children=2, rollouts=2, seed=1))
+    run = search.run()
+    (expansion,) = next(run)
+    assert (expansion.n, expansion.seed) == (2, request_seed(1, 3, 0))

@@ -11,7 +11,7 @@ import torch
 from coursecorrect.llm.base import LLM, Completion, Conversation, SamplingParams
 from coursecorrect.llm.models import SMOLLM2, TINY_RANDOM
 from coursecorrect.llm.prefix_cache import CacheEntry, PrefixCache, common_prefix_len
-from coursecorrect.llm.transformers_backend import TransformersLLM
+from coursecorrect.llm.transformers_backend import TransformersLLM, _RowSampler
 
 FIRST = [
     [{"role": "user", "content": "craft 3 sticks"}],
@@ -93,6 +93,42 @@ def test_seeded_sampling_is_reproducible(llm: TransformersLLM) -> None:
     assert texts(llm.generate(FIRST, params)) == first  # the second call is served from the prefix cache
     other = texts(llm.generate(FIRST, SamplingParams(n=2, temperature=1.0, max_new_tokens=10, seed=124)))
     assert other != first
+
+
+def test_a_conversations_samples_do_not_depend_on_its_batch(llm: TransformersLLM) -> None:
+    """With per-conversation seeds, a conversation samples the same alone, among others in any order, in
+    smaller chunks, and with or without cached prefixes."""
+    options = {"n": 2, "temperature": 1.0, "top_p": 0.9, "max_new_tokens": 12}
+    seeds = [100, 7, 55, 3]
+    alone = [
+        texts(llm.generate([c], SamplingParams(**options, seeds=(s,))))[0] for c, s in zip(FIRST, seeds, strict=True)
+    ]
+    chunked = TransformersLLM(TINY_RANDOM, model=llm.model, tokenizer=llm.tokenizer, max_batch_size=3,
+                              prefix_caching=False)
+    for backend in (llm, chunked):
+        together = backend.generate(FIRST[::-1], SamplingParams(**options, seeds=tuple(seeds[::-1])))
+        assert texts(together)[::-1] == alone
+    assert len({t for row in alone for t in row}) == 8, "rows and samples differ from one another"
+    with pytest.raises(ValueError, match="1 seeds for 4 conversations"):
+        llm.generate(FIRST, SamplingParams(**options, seeds=(1,)))
+
+
+def test_row_sampler_follows_temperature_and_top_p() -> None:
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]]))
+    draws = {0.7: [], 1.0: []}
+    for top_p, rows in draws.items():
+        sampler = _RowSampler([1, 2], temperature=1.0, top_p=top_p)
+        for _ in range(4000):
+            scores = sampler(torch.zeros(2, 1, dtype=torch.long), logits.clone())
+            assert torch.isinf(scores).sum() == (2 if top_p < 1 else 0), "the tail outside the nucleus is cut"
+            rows.append(scores.argmax(-1))
+    full = torch.nn.functional.one_hot(torch.stack(draws[1.0]), 3).float().mean(0)
+    assert torch.allclose(full, logits.exp(), atol=0.03)
+    nucleus = torch.nn.functional.one_hot(torch.stack(draws[0.7]), 3).float().mean(0)
+    expected = torch.tensor([[0.5 / 0.8, 0.3 / 0.8, 0.0], [0.0, 0.6 / 0.9, 0.3 / 0.9]])
+    assert torch.allclose(nucleus, expected, atol=0.03)
+    cold = _RowSampler([1, 2], temperature=0.05, top_p=1.0)(torch.zeros(2, 1, dtype=torch.long), logits.clone())
+    assert cold.argmax(-1).tolist() == [0, 1]
 
 
 def test_stop_strings_cut_the_text(llm: TransformersLLM) -> None:

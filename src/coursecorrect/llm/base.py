@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
@@ -14,7 +14,12 @@ Conversation = Sequence[Message]
 
 @dataclass(frozen=True)
 class SamplingParams:
-    """How to sample. ``temperature == 0`` means greedy decoding."""
+    """How to sample. ``temperature == 0`` means greedy decoding.
+
+    Seeds: sample ``j`` of conversation ``i`` is drawn with seed ``s_i + j``, where ``s_i`` is ``seeds[i]``
+    (one per conversation: a conversation's samples then do not depend on the other conversations of the
+    call), else ``seed + i * n``, else ``base + i * n`` with a fresh random ``base`` per call.
+    """
 
     n: int = 1
     temperature: float = 0.0
@@ -22,6 +27,7 @@ class SamplingParams:
     max_new_tokens: int = 256
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    seeds: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -32,6 +38,15 @@ class SamplingParams:
             raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
         if self.max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+    def conversation_seeds(self, count: int, fresh: Callable[[], int]) -> list[int]:
+        """``s_i`` of each of ``count`` conversations (see the class); ``fresh()`` gives an unseeded call's base."""
+        if self.seeds is not None:
+            if len(self.seeds) != count:
+                raise ValueError(f"{len(self.seeds)} seeds for {count} conversations")
+            return list(self.seeds)
+        base = self.seed if self.seed is not None else fresh()
+        return [base + i * self.n for i in range(count)]
 
 
 @dataclass(frozen=True)

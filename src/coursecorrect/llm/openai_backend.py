@@ -32,8 +32,9 @@ class OpenAICompatibleLLM:
     """Chat completions from an OpenAI-compatible server.
 
     Each (conversation, sample) pair is one request with ``n=1`` (servers such as llama.cpp don't honour
-    ``n>1`` reliably); sample ``j`` of conversation ``i`` gets seed ``base + i * n + j``, where ``base`` is
-    ``params.seed`` or, when that is None, a fresh random number per call. Greedy decoding
+    ``n>1`` reliably); sample ``j`` of conversation ``i`` gets seed ``s_i + j``, with ``s_i`` from
+    :meth:`SamplingParams.conversation_seeds` (``params.seeds[i]``, else ``base + i * n`` where ``base`` is
+    ``params.seed`` or a fresh random number per call). Greedy decoding
     (``temperature == 0``) sends one request per conversation and repeats its completion ``n`` times.
     Requests run concurrently, at most ``max_concurrency`` at a time per backend. Connection errors,
     timeouts, 408, 429 and 5xx are retried ``max_retries`` times with exponential backoff and jitter; any
@@ -126,10 +127,10 @@ class OpenAICompatibleLLM:
         """Send every request concurrently and regroup the completions per conversation."""
         self.stats.calls += 1
         copies = 1 if params.temperature == 0 else params.n
-        base_seed = params.seed if params.seed is not None else random.randrange(2**31)
+        seeds = params.conversation_seeds(len(conversations), lambda: random.randrange(2**31))
         payloads = [
-            self._payload(conv, params, seed=base_seed + i * params.n + j)
-            for i, conv in enumerate(conversations)
+            self._payload(conv, params, seed=seed + j)
+            for conv, seed in zip(conversations, seeds, strict=True)
             for j in range(copies)
         ]
         tasks = [asyncio.ensure_future(self._complete(p)) for p in payloads]

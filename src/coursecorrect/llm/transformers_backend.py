@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from transformers import StaticCache
+from transformers import LogitsProcessor, LogitsProcessorList, StaticCache
 
 from coursecorrect.errors import BackendError
 from coursecorrect.llm.base import BackendStats, Completion, Conversation, SamplingParams
@@ -43,8 +42,10 @@ class TransformersLLM:
     Every call renders each conversation with the chat template (``add_generation_prompt=True``), batches
     them with left padding (``max_batch_size`` rows at a time, samples included), and reuses the KV state of
     the longest previously seen token prefix, kept in an LRU store of ``cache_bytes``. With greedy decoding
-    the result is the same as plain ``model.generate`` on the same prompts. Call :meth:`clear_cache` after
-    changing the model's weights: cached KV state would be stale.
+    the result is the same as plain ``model.generate`` on the same prompts. Sampling draws every row with its
+    own generator, seeded as :class:`~coursecorrect.llm.base.SamplingParams` says (unseeded calls take their
+    base from torch's global RNG), so a conversation's samples do not depend on the batch it shares. Call
+    :meth:`clear_cache` after changing the model's weights: cached KV state would be stale.
 
     Pass ``model`` and ``tokenizer`` to wrap objects already in memory (e.g. a model being trained); then
     ``model_name`` is only the reported name.
@@ -88,11 +89,13 @@ class TransformersLLM:
         per_chunk = max(1, self.max_batch_size // samples)
         # Similar lengths together keep padding small; results go back in the caller's order.
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        seeds = params.conversation_seeds(len(prompts), _fresh_seed) if params.temperature > 0 else None
         results: list[list[Completion]] = [[] for _ in prompts]
-        with torch.inference_mode(), _seeded(params.seed):
+        with torch.inference_mode():
             for start in range(0, len(order), per_chunk):
                 chunk = order[start : start + per_chunk]
-                outs = self._generate_chunk([prompts[i] for i in chunk], params, samples)
+                row_seeds = [seeds[i] + j for i in chunk for j in range(samples)] if seeds is not None else None
+                outs = self._generate_chunk([prompts[i] for i in chunk], params, samples, row_seeds)
                 for i, out in zip(chunk, outs, strict=True):
                     results[i] = out * (params.n // samples)
         self.stats.calls += 1
@@ -172,8 +175,10 @@ class TransformersLLM:
         return kv
 
     def _generate_chunk(
-        self, prompts: list[torch.Tensor], params: SamplingParams, samples: int
+        self, prompts: list[torch.Tensor], params: SamplingParams, samples: int, row_seeds: list[int] | None
     ) -> list[list[Completion]]:
+        """Each prompt's ``samples`` completions; when sampling, row ``i * samples + j`` uses ``row_seeds`` of
+        that row."""
         batch = self._layout(prompts)
         t0 = time.perf_counter()
         max_len = batch.input_ids.shape[1] + params.max_new_tokens
@@ -187,7 +192,7 @@ class TransformersLLM:
             input_ids=input_ids,
             attention_mask=mask,
             past_key_values=kv,
-            **self._generation_kwargs(params),
+            **self._generation_kwargs(params, row_seeds),
         )
         t2 = time.perf_counter()
         generated = out.sequences[:, input_ids.shape[1] :].cpu()
@@ -197,18 +202,17 @@ class TransformersLLM:
         self._account(batch, completions, t1 - t0, t2 - t1)
         return [completions[i * samples : (i + 1) * samples] for i in range(len(prompts))]
 
-    def _generation_kwargs(self, params: SamplingParams) -> dict[str, object]:
+    def _generation_kwargs(self, params: SamplingParams, row_seeds: list[int] | None) -> dict[str, object]:
         kwargs: dict[str, object] = {
             "max_new_tokens": params.max_new_tokens,
-            "do_sample": params.temperature > 0,
+            "do_sample": False,  # greedy search; when sampling, _RowSampler's noisy scores make its argmax a sample
             "eos_token_id": self._eos,
             "pad_token_id": self._pad,
             "return_dict_in_generate": True,
             "disable_compile": True,  # a StaticCache would trigger torch.compile on GPUs, per new shape
         }
-        if params.temperature > 0:
-            # top_k=0: HF would otherwise apply its default top-k of 50, which the protocol does not have.
-            kwargs.update(temperature=params.temperature, top_p=params.top_p, top_k=0)
+        if row_seeds is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([_RowSampler(row_seeds, params.temperature, params.top_p)])
         if params.stop:
             # Lets rows stop early; the text is still cut at the first stop string afterwards.
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
@@ -271,13 +275,35 @@ class TransformersLLM:
         self.stats.extra["generate_seconds"] = self.stats.extra.get("generate_seconds", 0.0) + decode_s
 
 
-@contextlib.contextmanager
-def _seeded(seed: int | None) -> Iterator[None]:
-    """Seed torch's RNGs for the block only, leaving the caller's RNG state untouched."""
-    if seed is None:
-        yield
-        return
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
-    with torch.random.fork_rng(devices=devices):
-        torch.manual_seed(seed)
-        yield
+class _RowSampler(LogitsProcessor):
+    """Temperature and nucleus (top-p) sampling with one generator per row, by the Gumbel-max trick.
+
+    Each step adds Gumbel noise, drawn from the row's own generator, to the row's logits / temperature (the
+    tokens outside the nucleus set to -inf); greedy search then emits the argmax, which is a sample of the
+    softmax. A row's tokens thus depend on its seed and its own logits only, not on the other rows. Unlike
+    inverse-CDF sampling, the pick changes under tiny numerical differences of the logits (other batch
+    shapes) only when the top two perturbed scores are that close.
+    """
+
+    def __init__(self, seeds: Sequence[int], temperature: float, top_p: float) -> None:
+        self.seeds, self.temperature, self.top_p = seeds, temperature, top_p
+        self.generators: list[torch.Generator] = []
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        if not self.generators:  # made on the device of the logits, at the first step
+            self.generators = [torch.Generator(scores.device).manual_seed(seed) for seed in self.seeds]
+        logits = scores.float() / self.temperature
+        if self.top_p < 1:
+            sorted_logits, order = logits.sort(dim=-1, descending=True, stable=True)
+            probs = sorted_logits.softmax(dim=-1)
+            outside = probs.cumsum(dim=-1) - probs >= self.top_p  # the mass before a token reached top_p
+            logits = logits.masked_fill(outside.scatter(-1, order, outside), -torch.inf)
+        uniform = torch.stack([
+            torch.rand(logits.shape[-1], generator=g, device=logits.device) for g in self.generators
+        ])
+        return logits - torch.log(-torch.log(uniform))
+
+
+def _fresh_seed() -> int:
+    """A base seed for an unseeded call, from torch's global RNG (so ``torch.manual_seed`` fixes it)."""
+    return int(torch.randint(2**62, ()).item())

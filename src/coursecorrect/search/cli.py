@@ -35,9 +35,36 @@ def collect_command(
     max_new_tokens: Annotated[int | None, typer.Option(help="Tokens per response.  [default: 128]")] = None,
     batch_trees: Annotated[int | None, typer.Option(help="Trees searched together.  [default: 8]")] = None,
     seed: Annotated[int | None, typer.Option(help="Search and sampling seed.")] = None,
+    backend: Annotated[str | None, typer.Option(help="transformers or openai.  [default: transformers]")] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai: the server's /v1 URL.")] = None,
+    ray: Annotated[
+        bool | None, typer.Option("--ray/--no-ray", help="Search on Ray workers (a local Ray unless --ray-address).")
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join, e.g. auto or ray://HOST:10001 (implies --ray).")
+    ] = None,
+    ray_workers: Annotated[
+        int | None, typer.Option(help="Ray worker actors (implies --ray).  [default: one per free CPU]")
+    ] = None,
+    ray_gpus_per_worker: Annotated[
+        float | None, typer.Option(help="GPUs each Ray worker reserves (implies --ray).  [default: 0]")
+    ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
-    """Search MCTS trees of agent trajectories (Agent-R stage 1) into OUT/trees/task_{id}.json."""
+    """Search MCTS trees of agent trajectories (Agent-R stage 1) into OUT/trees/task_{id}.json.
+
+    Resumable: a re-run with the same config skips the trees already written. Every request is sampled with
+    its own seed, so the trees do not depend on --batch-trees or on how many processes search them.
+
+    At scale: serve the model with vLLM (one OpenAI-compatible server per GPU node), start a Ray cluster
+    (`ray start --head` on one node, `ray start --address HEAD:6379` on the others), then on the head run
+    `coursecorrect collect --ray-address auto --backend openai --base-url http://HOST:8000/v1 --model NAME
+    --out OUT`. Each Ray worker has its own envs and sends its requests to the server; the trees stream back
+    and are written here. With --ray and the transformers backend each worker loads its own model. A Ray
+    run gives the same trees as a local run when the backend's logits do not depend on the batch: so with
+    transformers on CPU; on GPUs and with vLLM, batched numerics may differ in the last bits and, rarely, a
+    token with them. See docs/scale-out.md.
+    """
     from coursecorrect.search.collect import CollectConfig, collect
 
     ids = None
@@ -47,11 +74,16 @@ def collect_command(
         except ValueError:
             raise CourseCorrectError(f"--task-ids must be comma-separated integers, got {task_ids!r}") from None
     data = read_config_file(config) if config else {}
+    if ray is False:
+        data.pop("ray", None)
+    elif ray or ray_address is not None or ray_workers is not None or ray_gpus_per_worker is not None:
+        data["ray"] = data.get("ray") or {}
     data = apply_overrides(data, {
         "limit": limit, "task_ids": ids, "split": split, "model.model": model, "mcts.variant": variant,
         "mcts.iterations": iterations, "mcts.rollouts": rollouts, "mcts.n_children": n_children,
         "mcts.max_depth": max_depth, "mcts.max_new_tokens": max_new_tokens, "batch_trees": batch_trees,
-        "mcts.seed": seed,
+        "mcts.seed": seed, "model.backend": backend, "model.base_url": base_url, "ray.address": ray_address,
+        "ray.workers": ray_workers, "ray.gpus_per_worker": ray_gpus_per_worker,
     })
     spec = validate_config(CollectConfig, data, source=str(config or "collect"))
     out = out or Path("runs") / f"collect-{spec.env.name}-{Path(spec.model.model).name}-{spec.mcts.variant}"

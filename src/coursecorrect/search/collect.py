@@ -6,6 +6,11 @@ to the backend together — one ``generate`` call for the expansions and one for
 backend batches them (transformers) or sends them concurrently (OpenAI-compatible). With prefix caching a
 child's prompt, which extends its parent's, is prefilled only for its new tokens.
 
+Each request is sampled with its own seed (from ``MCTSConfig.seed``, the task id and the request's index
+in its tree), so a tree does not depend on which other trees share its backend calls: ``batch_trees``, the
+order of tasks, and the number of processes or machines (``CollectConfig.ray``, see
+:mod:`coursecorrect.search.distributed`) leave the trees unchanged.
+
 Each finished tree is written atomically to ``OUT/trees/task_{id}.json``; a re-run skips tasks whose tree
 file exists, so an interrupted run (even kill -9) loses at most the trees that were in flight.
 """
@@ -13,8 +18,7 @@ file exists, so an interrupted run (even kill -9) loses at most the trees that w
 from __future__ import annotations
 
 import time
-from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,21 @@ from coursecorrect.search.tree import Tree, tree_path
 SUMMARY_FILE = "summary.json"
 
 
+class RayConfig(Config):
+    """Collection on a Ray cluster: each worker has its own envs and model (or the config's server)."""
+
+    address: str = Field(
+        "local", description="'local' starts a Ray instance here; else a cluster to join ('auto', "
+        "'ray://host:10001', 'host:6379'); a Ray already initialised in this process is used as it is"
+    )
+    workers: int | None = Field(
+        None, ge=1, description="worker actors (default: as many as the cluster's free CPUs, or GPUs when "
+        "gpus_per_worker > 0, allow; never more than the trees to search)"
+    )
+    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each worker reserves")
+    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs each worker reserves (for a transformers model)")
+
+
 class CollectConfig(Config):
     """An MCTS collection: which env split, which model, how each tree is searched."""
 
@@ -45,7 +64,10 @@ class CollectConfig(Config):
     split: str = Field("train", description="task split to search (train, test, all)")
     limit: int | None = Field(None, ge=1, description="search only the first N tasks (of the split or task_ids)")
     task_ids: list[int] | None = Field(None, description="search these task ids instead of the split's")
-    batch_trees: int = Field(8, ge=1, description="trees searched together (their requests share backend calls)")
+    batch_trees: int = Field(
+        8, ge=1, description="trees searched together per process (their requests share backend calls)"
+    )
+    ray: RayConfig | None = Field(None, description="search on Ray workers instead of in this process")
 
 
 @dataclass
@@ -56,7 +78,8 @@ class Counters:
     nodes: int = 0
     generations: int = 0
     calls: int = 0
-    batch_sizes: list[tuple[int, int]] = field(default_factory=list)  # (n, conversations) per call
+    completion_tokens: int = 0
+    batch_sizes: list[tuple[int, int]] = field(default_factory=list)  # (n, conversations) per call (this process)
 
 
 @dataclass
@@ -71,7 +94,7 @@ class _Active:
 def search_trees(
     make_env: Callable[[], Env],
     llm: LLM,
-    task_ids: Sequence[int],
+    task_ids: Iterable[int],
     config: MCTSConfig,
     batch_trees: int = 8,
     counters: Counters | None = None,
@@ -79,19 +102,25 @@ def search_trees(
 ) -> Iterator[Tree]:
     """Search every task in ``task_ids``; yield each tree as soon as its search finishes.
 
-    At most ``batch_trees`` searches are active; envs are reused across tasks. Each step sends all pending
-    requests in one ``generate`` call per distinct ``n``.
+    At most ``batch_trees`` searches are active; envs are reused across tasks. ``task_ids`` is read lazily, one
+    id whenever a search slot is free. Each step sends all pending requests in one ``generate`` call per
+    distinct ``n``.
     """
     counters = counters if counters is not None else Counters()
     count_tokens = getattr(llm, "count_tokens", approx_tokens)
-    queue, active, free_envs, all_envs = deque(task_ids), [], [], []
+    pending, active, free_envs, all_envs = iter(task_ids), [], [], []
+    exhausted = False
     try:
-        while queue or active:
-            while queue and len(active) < batch_trees:
+        while not exhausted or active:
+            while not exhausted and len(active) < batch_trees:
+                task_id = next(pending, None)
+                if task_id is None:
+                    exhausted = True
+                    break
                 env = free_envs.pop() if free_envs else make_env()
                 if env not in all_envs:
                     all_envs.append(env)
-                search = TreeSearch(env, queue.popleft(), config, count_tokens)
+                search = TreeSearch(env, task_id, config, count_tokens)
                 run = search.run()
                 requests = next(run, None)
                 if requests is None:  # nothing to search (iterations = 0)
@@ -128,7 +157,8 @@ def search_trees(
 def _generate_all(
     llm: LLM, active: list[_Active], config: MCTSConfig, counters: Counters
 ) -> list[list[list[Completion]]]:
-    """Answer every active search's requests: one ``generate`` call per distinct ``n``."""
+    """Answer every active search's requests: one ``generate`` call per distinct ``n``, each request with its
+    own seed."""
     results: list[list[list[Completion] | None]] = [[None] * len(slot.requests) for slot in active]
     by_n: dict[int, list[tuple[int, int]]] = {}
     for s, slot in enumerate(active):
@@ -136,11 +166,13 @@ def _generate_all(
             by_n.setdefault(request.n, []).append((s, r))
     for n in sorted(by_n, reverse=True):
         where = by_n[n]
-        conversations = [active[s].requests[r].messages for s, r in where]
-        outputs = llm.generate(conversations, config.sampling(n, counters.calls))
+        requests = [active[s].requests[r] for s, r in where]
+        tokens_before = llm.stats.completion_tokens
+        outputs = llm.generate([q.messages for q in requests], config.sampling(n, [q.seed for q in requests]))
+        counters.completion_tokens += llm.stats.completion_tokens - tokens_before
         counters.calls += 1
-        counters.generations += n * len(conversations)
-        counters.batch_sizes.append((n, len(conversations)))
+        counters.generations += n * len(requests)
+        counters.batch_sizes.append((n, len(requests)))
         for (s, r), samples in zip(where, outputs, strict=True):
             results[s][r] = samples
     return results  # type: ignore[return-value]
@@ -149,8 +181,14 @@ def _generate_all(
 def collect(config: CollectConfig, out_dir: Path, llm: LLM | None = None, progress: bool = True) -> dict[str, Any]:
     """Search the trees of ``config``'s tasks into ``out_dir/trees/`` (resuming: tasks whose tree file
     exists are skipped) and return a summary, also written to ``out_dir/summary.json``. A folder started
-    with another config is refused; ``limit``, ``task_ids`` and ``batch_trees`` may change between runs."""
-    run = RunDir.open(out_dir, config.model_copy(update={"limit": None, "task_ids": None, "batch_trees": 8}))
+    with another config is refused; ``limit``, ``task_ids``, ``batch_trees`` and ``ray`` may change between
+    runs (they leave the trees unchanged). With ``config.ray`` the trees are searched on Ray workers (``llm``
+    must then be None: each worker makes its own from ``config.model``) and written here as they arrive."""
+    if config.ray is not None and llm is not None:
+        raise ValueError("collect on Ray makes each worker's model from config.model; pass no llm")
+    run = RunDir.open(
+        out_dir, config.model_copy(update={"limit": None, "task_ids": None, "batch_trees": 8, "ray": None})
+    )
     with config.env.make() as probe:
         task_ids = list(config.task_ids) if config.task_ids is not None else probe.task_ids(config.split)
         for task_id in task_ids:
@@ -161,39 +199,41 @@ def collect(config: CollectConfig, out_dir: Path, llm: LLM | None = None, progre
     successes = sum(any(leaf.success for leaf in tree.terminal_leaves()) for tree in trees)
     counters = Counters()
     start = time.perf_counter()
-    llm_made = llm is None and bool(todo)
+    llm_made = llm is None and bool(todo) and config.ray is None
     bar = Progress(
         TextColumn("[bold]trees"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
         TextColumn("with success {task.fields[successes]}"), TimeElapsedColumn(), disable=not progress or not todo,
     )
-    tokens_before = 0
     try:
         with bar:
             task = bar.add_task("collect", total=len(task_ids), completed=len(task_ids) - len(todo),
                                 successes=successes, rate="")
-            if todo:
+
+            def show(c: Counters) -> None:
+                elapsed = max(time.perf_counter() - start, 1e-9)
+                bar.update(task, rate=f"{c.nodes / elapsed:.1f} nodes/s {c.completion_tokens / elapsed:.0f} tok/s")
+
+            if not todo:
+                searched: Iterator[Tree] = iter(())
+            elif config.ray is not None:
+                from coursecorrect.search.distributed import ray_search_trees
+
+                searched = ray_search_trees(config, todo, counters, show)
+            else:
                 llm = llm or config.model.make()
-                tokens_before = llm.stats.completion_tokens
-
-                def show(c: Counters) -> None:
-                    elapsed = max(time.perf_counter() - start, 1e-9)
-                    tokens = llm.stats.completion_tokens - tokens_before
-                    rate = f"{c.nodes / elapsed:.1f} nodes/s {tokens / elapsed:.0f} tok/s"
-                    bar.update(task, rate=rate)
-
                 searched = search_trees(config.env.make, llm, todo, config.mcts, config.batch_trees, counters, show)
-                for tree in searched:
-                    tree.meta["model"] = config.model.model
-                    tree.save(tree_path(run.root, tree.task_id))
-                    trees.append(tree)
-                    successes += any(leaf.success for leaf in tree.terminal_leaves())
-                    bar.update(task, advance=1, successes=successes)
+            for tree in searched:
+                tree.meta["model"] = config.model.model
+                tree.save(tree_path(run.root, tree.task_id))
+                trees.append(tree)
+                successes += any(leaf.success for leaf in tree.terminal_leaves())
+                bar.update(task, advance=1, successes=successes)
         elapsed = time.perf_counter() - start
-        tokens = llm.stats.completion_tokens - tokens_before if llm is not None and todo else 0
     finally:
         if llm_made and llm is not None:
             llm.close()
     stats = tree_stats(trees)
+    tokens = counters.completion_tokens
     summary = {
         "env": config.env.name, "model": config.model.model, "variant": config.mcts.variant,
         **stats,

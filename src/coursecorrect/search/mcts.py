@@ -25,6 +25,7 @@ terminal is terminal too; the search stops when the root is terminal.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import random
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -65,22 +66,34 @@ class MCTSConfig(Config):
         True, description="restore env states from snapshots where the env supports it; false = reset + "
         "replay every time (as the released code)"
     )
-    seed: int = Field(0, description="seeds the per-tree tie-break RNG (with the task id) and the sampling")
+    seed: int = Field(
+        0, description="seeds each tree's tie-break RNG and its requests' sampling (with the task id), so a tree "
+        "does not depend on which other trees share its backend calls"
+    )
 
-    def sampling(self, n: int, call: int) -> SamplingParams:
-        """Sampling parameters of the ``call``-th backend call for ``n`` samples per prompt."""
+    def sampling(self, n: int, seeds: Sequence[int]) -> SamplingParams:
+        """Sampling parameters of one backend call for ``n`` samples per prompt, one seed per prompt."""
         return SamplingParams(
             n=n, temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens,
-            stop=tuple(self.stop), seed=self.seed + call,
+            stop=tuple(self.stop), seeds=tuple(seeds),
         )
 
 
 @dataclass(frozen=True)
 class Request:
-    """One pending generation: ``n`` samples of the next assistant turn of ``messages``."""
+    """One pending generation: ``n`` samples of the next assistant turn of ``messages``, drawn with ``seed``
+    (see :attr:`SamplingParams.seeds`)."""
 
     messages: list[dict[str, str]]
     n: int
+    seed: int
+
+
+def request_seed(seed: int, task_id: int, index: int) -> int:
+    """The sampling seed of the ``index``-th request of task ``task_id``'s tree: a hash, below 2**30 so that
+    ``seed + j`` stays a 31-bit integer for any server."""
+    digest = hashlib.sha256(f"coursecorrect-mcts-sample:{seed}:{task_id}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") >> 2
 
 
 Search = Generator[list[Request], list[list[Completion]], None]
@@ -102,9 +115,11 @@ class TreeSearch:
         self.tree = Tree.new(env.name, task_id, episode_start(env.instruction, first), meta={
             "variant": config.variant, "config": config.model_dump(mode="json"), "finished": False,
         })
+        self.task_id = task_id
         self.rng = random.Random(f"coursecorrect-mcts:{config.seed}:{task_id}")
         self._snapshots: dict[int, Snapshot] = {0: self._snapshot()}
         self._next_id = 1
+        self.requests = 0  # requests made, which numbers their seeds
         self.generations = 0  # completions consumed
         self.prompt_tokens = 0
         self.completion_tokens = 0
@@ -166,7 +181,7 @@ class TreeSearch:
         """Sample ``n_children`` responses at ``node``; return the children they gave, each once, in order of
         first appearance, as (child, fresh): fresh children are new, the others rollout nodes promoted to
         regular children (already visited by their rollouts)."""
-        (samples,) = yield [Request(self._prompt(node), self.config.n_children)]
+        (samples,) = yield [self._request(node, self.config.n_children)]
         created: list[tuple[Node, bool]] = []
         for completion in samples:
             existing = node.child_with_response(completion.text)
@@ -182,7 +197,7 @@ class TreeSearch:
         then back up each rollout's final score as one visit."""
         heads = [start] * self.config.rollouts
         while live := [i for i, head in enumerate(heads) if not head.terminal]:
-            samples = yield [Request(self._prompt(heads[i]), 1) for i in live]
+            samples = yield [self._request(heads[i], 1) for i in live]
             for i, completions in zip(live, samples, strict=True):
                 heads[i] = self._child(heads[i], completions[0], rollout=True)
         for head in heads:
@@ -245,6 +260,11 @@ class TreeSearch:
                 return
             node.terminal = True
             node = node.parent
+
+    def _request(self, node: Node, n: int) -> Request:
+        """A request for ``n`` samples at ``node``, seeded by this tree's request count."""
+        self.requests += 1
+        return Request(self._prompt(node), n, request_seed(self.config.seed, self.task_id, self.requests - 1))
 
     def _prompt(self, node: Node) -> list[dict[str, str]]:
         messages = truncate_context(self.tree.messages(node), self.config.max_context_tokens, self.count_tokens)
