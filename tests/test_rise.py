@@ -52,7 +52,7 @@ class SampleLLM:
         self.name, self.answer, self.stats, self.calls = name, answer, BackendStats(), []
 
     def generate(self, conversations: Sequence, params: SamplingParams) -> list[list[Completion]]:
-        self.calls.append((len(conversations), params.n, params.seed))
+        self.calls.append((len(conversations), params.n, params.seeds))
         out = []
         for conversation in conversations:
             attempts = sum(m["role"] == "assistant" for m in conversation) - 1  # minus the demo's
@@ -107,7 +107,8 @@ def test_rollouts_keep_the_best_sample_route_teacher_turns_and_stop_at_success(g
     assert records[2]["turns"][2]["model"] == "big" and records[2]["stop"] == "solved"
     assert summary["solved_at_turn"] == [1, 2, 1] and summary["solved_after_a_wrong_turn"] == 3
     assert [c[0] for c in learner.calls] == [2, 1, 2, 2]  # chunks of 2: turn 0 both, turn 1 the unsolved
-    assert len({c[2] for c in learner.calls}) == 4  # every call its own seed
+    seeds = [seed for call in learner.calls for seed in call[2]]
+    assert len(set(seeds)) == len(seeds) == 7  # every problem's every turn its own seed
 
 
 def test_teacher_turns_need_a_teacher(gsm8k_dir):
@@ -117,7 +118,7 @@ def test_teacher_turns_need_a_teacher(gsm8k_dir):
         collect_rollouts(RiseCollectConfig(env=EnvConfig(name="textcraft")), Path("/tmp/unused"), llm=None)
 
 
-def test_collection_is_deterministic_and_resumes_to_the_same_records(gsm8k_dir, tmp_path):
+def test_collection_is_deterministic_batch_invariant_and_resumes_to_the_same_records(gsm8k_dir, tmp_path):
     config = _collect_config(gsm8k_dir, max_new_tokens=8, chunk_size=2, turns=[
         {"num_samples": 1, "temperature": 1.0}, {"num_samples": 3, "temperature": 1.0}])
     collect_rollouts(config, tmp_path / "a", progress=False)
@@ -127,7 +128,13 @@ def test_collection_is_deterministic_and_resumes_to_the_same_records(gsm8k_dir, 
     (tmp_path / "b" / "rollouts" / "part-00001.jsonl").unlink()  # a crash lost the second chunk
     summary = collect_rollouts(config, tmp_path / "b", progress=False)
     assert summary["problems_this_run"] == 2 and summary["problems"] == 4
-    assert read_parts(tmp_path / "a" / "rollouts") == read_parts(tmp_path / "b" / "rollouts")
+    records = read_parts(tmp_path / "a" / "rollouts")
+    assert records == read_parts(tmp_path / "b" / "rollouts")
+    collect_rollouts(config.model_copy(update={"chunk_size": 4}), tmp_path / "c", progress=False)
+    assert read_parts(tmp_path / "c" / "rollouts") == records  # the same records, whatever shares a call
+    other_seed = config.model_copy(update={"seed": 1})
+    collect_rollouts(other_seed, tmp_path / "d", progress=False)
+    assert read_parts(tmp_path / "d" / "rollouts") != records
 
 
 def _rollout(grades: list[float], task_id: int = 0) -> dict:
@@ -267,7 +274,8 @@ def test_run_iterates_resumes_and_reports(tmp_path):
     })
     report = run_rise(config, tmp_path / "run", progress=False)
     text = report.read_text()
-    assert "| 0 | tiny-random |" in text and "| 1 | iter_1/train/model |" in text and (tmp_path / "run" / "accuracy.png").is_file()
+    assert "| 0 | tiny-random |" in text and "| 1 | iter_1/train/model |" in text
+    assert (tmp_path / "run" / "accuracy.png").is_file()
     done = {p: p.stat().st_mtime_ns for p in (tmp_path / "run").rglob("DONE.json")}
     assert len(done) == 5
     run_rise(config, tmp_path / "run", progress=False)  # nothing left to do: no stage runs again

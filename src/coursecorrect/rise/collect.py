@@ -68,11 +68,6 @@ class RiseCollectConfig(RiseCollectSettings):
         return self
 
 
-def chunk_seed(seed: int, first_task: int, turns: int) -> int:
-    """The seed of a chunk: fixed by the config's seed and the chunk's first problem."""
-    return seed * 1_000_003 + first_task * turns
-
-
 def plans(config: RiseCollectConfig, llms: dict[str, LLM]) -> list[TurnPlan]:
     names = {"learner": config.model.model, "teacher": config.teacher.model if config.teacher else ""}
     return [
@@ -106,7 +101,7 @@ def collect_rollouts(
     def work(chunk: list[int]) -> list[dict[str, Any]]:
         for spec in config.turns:
             loaded(spec.model)
-        return roll_out(env, chunk, plans(config, llms), seed=chunk_seed(config.seed, chunk[0], len(config.turns)),
+        return roll_out(env, chunk, plans(config, llms), seed=config.seed,
                         stop_on_success=True, window=config.window, drop_degenerate=config.drop_degenerate)
 
     start = time.perf_counter()

@@ -18,7 +18,7 @@ from coursecorrect.envs import EnvConfig
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm import LLM, LLMConfig, SamplingParams
 from coursecorrect.pipeline.rundir import RunDir
-from coursecorrect.rise.collect import chunk_seed, default_env
+from coursecorrect.rise.collect import default_env
 from coursecorrect.rise.metrics import parallel_metrics, sequential_metrics
 from coursecorrect.rise.parts import read_parts, run_in_parts
 from coursecorrect.rise.plots import plot_accuracy
@@ -66,13 +66,13 @@ def rise_evaluate(config: RiseEvalConfig, out_dir: Path, llm: LLM | None = None,
 
     def turns(chunk: list[int]) -> list[dict[str, Any]]:
         plan = [TurnPlan(loaded(), model, sequential)] * config.turns
-        return roll_out(env, chunk, plan, seed=chunk_seed(config.seed, chunk[0], config.turns),
+        return roll_out(env, chunk, plan, seed=config.seed,
                         stop_on_success=False, window=config.window)
 
     def samples(chunk: list[int]) -> list[dict[str, Any]]:
         params = SamplingParams(n=config.parallel_samples, temperature=config.parallel_temperature,
                                 max_new_tokens=config.max_new_tokens)
-        return roll_out(env, chunk, [TurnPlan(loaded(), model, params)], seed=chunk_seed(config.seed + 1, chunk[0], 1),
+        return roll_out(env, chunk, [TurnPlan(loaded(), model, params)], seed=config.seed + 1,
                         stop_on_success=False, keep_samples=True)
 
     start = time.perf_counter()

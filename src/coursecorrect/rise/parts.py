@@ -1,7 +1,6 @@
 """Resumable output in parts: problems are processed in chunks and each chunk's records land atomically in
-``DIR/part-NNNNN.jsonl``. A re-run skips problems found in existing parts; a crash loses only the chunk in
-flight, and because chunks are re-formed in the same order from what is left, the re-run makes the same chunks
-(and so, with the same seeds, the same records) as an uninterrupted run."""
+``DIR/part-NNNNN.jsonl``. A re-run skips problems found in existing parts, and a crash loses only the chunk
+in flight."""
 
 from __future__ import annotations
 

@@ -6,8 +6,9 @@ evaluation (every turn told "incorrect", all samples kept for majority votes).
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from coursecorrect.envs.math import MathEnv
@@ -24,6 +25,11 @@ class TurnPlan:
     params: SamplingParams
 
 
+def problem_seed(seed: int, task_id: int, turn: int) -> int:
+    """The sampling seed of one problem's turn (below 2**30, so any server accepts it)."""
+    return zlib.crc32(f"rise:{seed}:{task_id}:{turn}".encode()) & (2**30 - 1)
+
+
 def roll_out(
     env: MathEnv,
     task_ids: Sequence[int],
@@ -38,8 +44,9 @@ def roll_out(
     """Roll out ``task_ids`` for ``len(plans)`` turns; return one record per problem (see ``Rollout``).
 
     Each turn keeps the best sample (highest grade, ties to the first); with ``drop_degenerate`` samples
-    that loop on a phrase are not candidates, and a problem whose samples all loop ends there. Turn ``t``
-    samples with seed ``seed + t``.
+    that loop on a phrase are not candidates, and a problem whose samples all loop ends there. Each problem's
+    turn samples with a seed of its own (from ``seed``, its task id and the turn), so a record does not depend on
+    which problems share its backend calls.
     """
     records = []
     for task_id in task_ids:
@@ -58,8 +65,8 @@ def roll_out(
                           [t["response"] for t in records[i]["turns"]], window)
             for i in active
         ]
-        params = SamplingParams(**{**plan.params.__dict__, "seed": seed + turn})
-        outputs = plan.llm.generate(conversations, params)
+        seeds = tuple(problem_seed(seed, records[i]["task_id"], turn) for i in active)
+        outputs = plan.llm.generate(conversations, replace(plan.params, seed=None, seeds=seeds))
         still = []
         for i, samples in zip(active, outputs, strict=True):
             record = records[i]
