@@ -146,6 +146,23 @@ def env_check(
             raise typer.Exit(1)
 
 
+@env_app.command("serve")
+def env_serve(
+    name: Annotated[str, typer.Argument(help="Env name, e.g. textcraft.")],
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 opens the server to the network.")] = "127.0.0.1",
+    max_envs: Annotated[int, typer.Option(help="Live envs at most; /create answers 503 beyond.")] = 256,
+    idle_timeout: Annotated[float, typer.Option(help="Seconds before an unused env is closed.")] = 600.0,
+    max_steps: Annotated[int, typer.Option(help="Actions per episode before it is truncated.")] = 100,
+) -> None:
+    """Serve an env over AgentGym's HTTP protocol; play it elsewhere as env 'agentgym:http://HOST:PORT'."""
+    from coursecorrect.envs.agentgym.server import create_app, serve
+
+    app = create_app(name, max_envs=max_envs, idle_timeout=idle_timeout, max_steps=max_steps)
+    console.print(f"serving {name} on http://{host}:{port} (Ctrl+C stops)")
+    serve(app, host=host, port=port)
+
+
 @app.command("eval")
 def eval_command(
     config: Annotated[Path | None, typer.Option(help="Eval config file (.toml/.yaml); flags override it.")] = None,

@@ -1,6 +1,7 @@
 """Text environments: the protocol, the registry, and configs that name envs by string.
 
 Register your own env with ``register_env("myenv", MyEnv)`` or ``register_env("myenv", "pkg.mod:MyEnv")``.
+The name ``agentgym:<url>`` plays an env hosted by an AgentGym-style HTTP server (``coursecorrect.envs.agentgym``).
 """
 
 from __future__ import annotations
@@ -26,9 +27,18 @@ def register_env(name: str, target: str | type[Env], overwrite: bool = False) ->
     ENVS.register(name, target, overwrite=overwrite)
 
 
+AGENTGYM_PREFIX = "agentgym:"
+
+
 def make_env(name: str, **kwargs: Any) -> Env:
-    """Instantiate the env registered as ``name`` with constructor ``kwargs``."""
-    cls = ENVS.get(name)
+    """Instantiate the env registered as ``name`` (or served at ``agentgym:<url>``) with constructor ``kwargs``."""
+    if name.startswith(AGENTGYM_PREFIX):
+        from coursecorrect.envs.agentgym import AgentGymEnv
+
+        cls: type[Env] = AgentGymEnv
+        kwargs = {"url": name.removeprefix(AGENTGYM_PREFIX), **kwargs}
+    else:
+        cls = ENVS.get(name)
     try:
         return cls(**kwargs)
     except TypeError as exc:
@@ -45,7 +55,7 @@ class EnvConfig(Config):
     @field_validator("name")
     @classmethod
     def _known(cls, name: str) -> str:
-        if name not in ENVS:
+        if name not in ENVS and not name.startswith(AGENTGYM_PREFIX):
             raise ValueError(str(UnknownNameError("env", name, ENVS.names())))
         return name
 

@@ -1,0 +1,326 @@
+"""Serve any registered coursecorrect env over AgentGym's HTTP protocol (see ``coursecorrect.envs.agentgym``).
+
+    coursecorrect env serve textcraft --port 8000
+
+Requests are validated (422 on malformed JSON or fields, 404 on an unknown env id, 413 on bodies over
+``max_body`` bytes, 503 when ``max_envs`` envs are live). Env calls block, so they run in the threadpool,
+and a per-env lock keeps one env from being stepped by two requests at once. Envs idle for ``idle_timeout``
+seconds are closed, and every env is closed on shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI, HTTPException
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, StrictInt, StrictStr
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from coursecorrect.envs import make_env
+from coursecorrect.envs.base import Env
+from coursecorrect.errors import EnvError
+
+MAX_BODY = 64 * 1024
+
+
+class CreateBody(BaseModel):
+    """``/create``: the task to start (AgentGym clients may send other fields; they are ignored)."""
+
+    data_idx: StrictInt = 0
+
+
+class ResetBody(BaseModel):
+    id: StrictInt
+    data_idx: StrictInt = 0
+
+
+class StepBody(BaseModel):
+    id: StrictInt
+    action: StrictStr
+
+
+class CloseBody(BaseModel):
+    id: StrictInt
+
+
+@dataclass
+class _Slot:
+    """One live env, its lock, its latest observation and when it was last used (monotonic seconds)."""
+
+    env: Env
+    observation: str
+    used: float = field(default_factory=time.monotonic)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    closed: bool = False
+
+
+class PoolFull(Exception):
+    """No room for another live env."""
+
+
+class UnknownEnv(Exception):
+    """No live env has this id."""
+
+
+class EnvPool:
+    """The live envs of a server, by id: at most ``max_envs``, closed after ``idle_timeout`` idle seconds."""
+
+    def __init__(self, factory: Callable[[], Env], max_envs: int, idle_timeout: float) -> None:
+        self.factory = factory
+        self.max_envs = max_envs
+        self.idle_timeout = idle_timeout
+        self._slots: dict[int, _Slot] = {}
+        self._reserved = 0
+        self._ids = itertools.count()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._slots)
+
+    def create(self, task_id: int) -> tuple[int, str]:
+        """Start a new env at ``task_id``; return its id and first observation."""
+        with self._lock:
+            if len(self._slots) + self._reserved >= self.max_envs:
+                raise PoolFull(f"the server holds its maximum of {self.max_envs} live envs; close one first")
+            self._reserved += 1
+        try:
+            env = self.factory()
+            try:
+                observation = env.reset(task_id)
+            except BaseException:
+                env.close()
+                raise
+            with self._lock:
+                env_id = next(self._ids)
+                self._slots[env_id] = _Slot(env, observation)
+            return env_id, observation
+        finally:
+            with self._lock:
+                self._reserved -= 1
+
+    @contextmanager
+    def use(self, env_id: int) -> Iterator[_Slot]:
+        """Hold env ``env_id`` for one call; ``UnknownEnv`` if no such env is live."""
+        with self._lock:
+            slot = self._slots.get(env_id)
+        if slot is None:
+            raise UnknownEnv(env_id)
+        with slot.lock:
+            if slot.closed:
+                raise UnknownEnv(env_id)
+            slot.used = time.monotonic()
+            try:
+                yield slot
+            finally:
+                slot.used = time.monotonic()
+
+    def close(self, env_id: int) -> bool:
+        """Close env ``env_id``; ``False`` if it was not live."""
+        with self._lock:
+            slot = self._slots.pop(env_id, None)
+        if slot is None:
+            return False
+        with slot.lock:
+            self._close(slot)
+        return True
+
+    def reap(self) -> int:
+        """Close the envs idle for longer than ``idle_timeout``; return how many."""
+        deadline = time.monotonic() - self.idle_timeout
+        idle = []
+        with self._lock:
+            for env_id, slot in list(self._slots.items()):
+                if slot.used < deadline and slot.lock.acquire(blocking=False):
+                    del self._slots[env_id]
+                    idle.append(slot)
+        for slot in idle:
+            try:
+                self._close(slot)
+            finally:
+                slot.lock.release()
+        return len(idle)
+
+    def close_all(self) -> None:
+        with self._lock:
+            slots, self._slots = list(self._slots.values()), {}
+        for slot in slots:
+            with slot.lock:
+                self._close(slot)
+
+    @staticmethod
+    def _close(slot: _Slot) -> None:
+        slot.closed = True
+        slot.env.close()
+
+
+class BodyLimit:
+    """ASGI middleware: answer 413 to request bodies over ``max_bytes`` without handing them on."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and not length.isdigit():
+            await JSONResponse({"detail": "malformed Content-Length"}, 400)(scope, receive, send)
+            return
+        if length is not None and int(length) > self.max_bytes:
+            await self._too_large(scope, receive, send)
+            return
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_bytes:
+                await self._too_large(scope, receive, send)
+                return
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = f"request body over {self.max_bytes} bytes"
+        await JSONResponse({"detail": detail}, 413, headers={"Connection": "close"})(scope, receive, send)
+
+
+def create_app(
+    env_name: str,
+    *,
+    max_envs: int = 256,
+    idle_timeout: float = 600.0,
+    max_steps: int = 100,
+    max_body: int = MAX_BODY,
+    env_options: dict[str, Any] | None = None,
+) -> FastAPI:
+    """An app serving env ``env_name`` (built with ``max_steps`` and ``env_options``) over AgentGym's protocol."""
+    if max_envs < 1 or idle_timeout <= 0 or max_body < 1:
+        raise EnvError("max_envs, idle_timeout and max_body must be positive")
+
+    def factory() -> Env:
+        return make_env(env_name, max_steps=max_steps, **(env_options or {}))
+
+    with factory() as probe:
+        static_info = {
+            "name": env_name,
+            "num_tasks": probe.num_tasks,
+            "instruction": probe.instruction,
+            "max_steps": max_steps,
+            "splits": {split: probe.task_ids(split) for split in probe.splits},
+        }
+    pool = EnvPool(factory, max_envs, idle_timeout)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        reaper = asyncio.create_task(_reap_forever(pool))
+        try:
+            yield
+        finally:
+            reaper.cancel()
+            await run_in_threadpool(pool.close_all)
+
+    app = FastAPI(title=f"coursecorrect {env_name} env server", lifespan=lifespan)
+    app.state.pool = pool
+
+    def check_task(task_id: int) -> None:
+        if not 0 <= task_id < static_info["num_tasks"]:
+            raise HTTPException(422, f"data_idx {task_id} out of range 0..{static_info['num_tasks'] - 1}")
+
+    @contextmanager
+    def env_slot(env_id: int) -> Iterator[_Slot]:
+        try:
+            with pool.use(env_id) as slot:
+                yield slot
+        except UnknownEnv:
+            raise HTTPException(404, f"unknown env id {env_id} (closed, idle too long, or never created)") from None
+
+    @app.get("/")
+    def hello() -> str:
+        return f"This is environment {env_name}."
+
+    @app.get("/info")
+    def info() -> dict[str, Any]:
+        return {**static_info, "live_envs": len(pool), "max_envs": max_envs}
+
+    @app.post("/create")
+    def create(body: CreateBody | None = None) -> dict[str, Any]:
+        task_id = body.data_idx if body else 0
+        check_task(task_id)
+        try:
+            env_id, observation = pool.create(task_id)
+        except PoolFull as full:
+            raise HTTPException(503, str(full), headers={"Retry-After": "1"}) from None
+        return {"id": env_id, "observation": observation, "reward": 0.0, "done": False}
+
+    @app.post("/reset")
+    def reset(body: ResetBody) -> dict[str, Any]:
+        check_task(body.data_idx)
+        with env_slot(body.id) as slot:
+            slot.observation = slot.env.reset(body.data_idx)
+        return {"id": body.id, "observation": slot.observation, "reward": 0.0, "done": False}
+
+    @app.post("/step")
+    def step(body: StepBody) -> dict[str, Any]:
+        with env_slot(body.id) as slot:
+            try:
+                result = slot.env.step(body.action)
+            except EnvError as exc:
+                raise HTTPException(409, str(exc)) from None
+            slot.observation = result.observation
+        return {
+            "observation": result.observation,
+            "reward": result.reward,
+            "done": result.done,
+            "terminated": result.terminated,
+            "truncated": result.truncated,
+        }
+
+    @app.get("/observation")
+    def observation(id: int) -> str:
+        with env_slot(id) as slot:
+            return slot.observation
+
+    @app.post("/close")
+    def close(body: CloseBody) -> dict[str, bool]:
+        if not pool.close(body.id):
+            raise HTTPException(404, f"unknown env id {body.id}")
+        return {"closed": True}
+
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    return app
+
+
+async def _reap_forever(pool: EnvPool) -> None:
+    interval = max(0.05, min(pool.idle_timeout / 4, 10.0))
+    while True:
+        await asyncio.sleep(interval)
+        await run_in_threadpool(pool.reap)
+
+
+def serve(app: FastAPI, host: str = "127.0.0.1", port: int = 8000) -> None:
+    """Run ``app`` on uvicorn until interrupted; shutting down closes every env."""
+    uvicorn.run(app, host=host, port=port, access_log=False, log_level="warning")
