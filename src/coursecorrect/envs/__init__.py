@@ -20,6 +20,8 @@ ENVS.register("textcraft", "coursecorrect.envs.textcraft.env:TextCraftEnv")
 ENVS.register("gsm8k", "coursecorrect.envs.math.env:GSM8KEnv")
 ENVS.register("math", "coursecorrect.envs.math.env:MATHEnv")
 ENVS.register("reasoning-gym", "coursecorrect.envs.math.reasoning_gym:ReasoningGymEnv")
+ENVS.register("sciworld", "coursecorrect.envs.sciworld.env:SciWorldEnv")
+ENVS.register("twx", "coursecorrect.envs.twx.env:TextWorldExpressEnv")
 
 
 def register_env(name: str, target: str | type[Env], overwrite: bool = False) -> None:
