@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from typer.testing import CliRunner
 
+from coursecorrect.cli import app
 from coursecorrect.envs import ENVS, Env, EnvConfig, StepResult, make_env, register_env
 from coursecorrect.envs.checks import check_env
 from coursecorrect.errors import ConfigError, CourseCorrectError, EnvError, UnknownNameError
@@ -125,3 +127,23 @@ def test_lazy_string_target(counter_registered):
 def test_bad_env_options_name_the_env():
     with pytest.raises(ConfigError, match="env 'textcraft': bad options"):
         EnvConfig(options={"colour": "red"}).make()
+
+
+class _LongPlanCounter(CounterEnv):
+    """A counter whose expert wastes 5 actions first: task 2's plan takes 9 steps, task 3's 10 (over the limit)."""
+
+    def __init__(self, max_steps: int = 9) -> None:
+        super().__init__(max_steps)
+
+    def expert_actions(self) -> list[str]:
+        return ["noop"] * 5 + ["inc"] * (self.target - self.value)
+
+
+def test_env_check_cuts_plans_at_the_step_limit():
+    register_env("longplan", _LongPlanCounter, overwrite=True)
+    try:
+        result = CliRunner().invoke(app, ["env", "check", "longplan", "--split", "test"])
+    finally:
+        ENVS._targets.pop("longplan", None)
+    assert result.exit_code == 1
+    assert "the expert solved 1/2 tasks" in result.output and "unsolved task ids: [3]" in result.output
