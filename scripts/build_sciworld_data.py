@@ -13,7 +13,7 @@ from pathlib import Path
 from scienceworld import ScienceWorldEnv
 from scienceworld.constants import ID2TASK
 
-from coursecorrect.envs.sciworld.jvm import stop_jvm
+from coursecorrect.envs.java import stop_jvm
 from coursecorrect.io import atomic_write_json
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "coursecorrect" / "envs" / "sciworld" / "data"

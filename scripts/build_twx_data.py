@@ -12,7 +12,7 @@ from pathlib import Path
 
 from textworld_express import TextWorldExpressEnv
 
-from coursecorrect.envs.sciworld.jvm import stop_jvm
+from coursecorrect.envs.java import stop_jvm
 from coursecorrect.io import atomic_write_json
 
 DATA_DIR = Path(__file__).resolve().parents[1] / "src" / "coursecorrect" / "envs" / "twx" / "data"

@@ -111,7 +111,8 @@ def collect_rollouts(
         for backend in owned:
             backend.close()
         env.close()
-    summary = {**rollout_stats([r for r in read_parts(run.root / ROLLOUTS_DIR) if r["task_id"] in set(task_ids)],
+    wanted = set(task_ids)
+    summary = {**rollout_stats([r for r in read_parts(run.root / ROLLOUTS_DIR) if r["task_id"] in wanted],
                                len(config.turns)),
                "problems_this_run": processed, "wall_seconds_this_run": round(time.perf_counter() - start, 2)}
     atomic_write_json(run.root / SUMMARY_FILE, summary)

@@ -48,14 +48,14 @@ def roll_out(
     turn samples with a seed of its own (from ``seed``, its task id and the turn), so a record does not depend on
     which problems share its backend calls.
     """
+    demo = tuple(env.demo)  # reasoning-gym builds its demo on each access
     records = []
     for task_id in task_ids:
         question = env.reset(task_id)
         records.append({
             "task_id": task_id, "question": question, "answer": env.problem.answer, "env": env.name,
-            "instruction": env.instruction, "demo": list(env.demo), "turns": [], "solved": False, "stop": "turns",
+            "instruction": env.instruction, "demo": list(demo), "turns": [], "solved": False, "stop": "turns",
         })
-    demo = tuple(env.demo)
     active = list(range(len(records)))
     for turn, plan in enumerate(plans):
         if not active:

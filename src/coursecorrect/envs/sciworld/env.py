@@ -20,8 +20,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
-from coursecorrect.envs.base import Env, StepResult
-from coursecorrect.envs.sciworld.jvm import require_java, stop_jvm
+from coursecorrect.envs.base import StepResult
+from coursecorrect.envs.java import JavaSimEnv, require_java
 from coursecorrect.envs.sciworld.tasks import NUM_IDS, SPLITS, locate, split_ids
 from coursecorrect.errors import EnvError
 
@@ -65,7 +65,7 @@ def start_simulator() -> Any:
         raise EnvError(f"SciWorld: the ScienceWorld simulator (Java) did not start: {exc}") from exc
 
 
-class SciWorldEnv(Env):
+class SciWorldEnv(JavaSimEnv):
     """ScienceWorld's 30 science tasks, AgentGym's numbering (needs Java); options match_valid_actions, match_cutoff.
 
     ``match_valid_actions`` maps an unknown command to the closest valid one (similarity >= ``match_cutoff``).
@@ -80,15 +80,9 @@ class SciWorldEnv(Env):
             raise EnvError(f"sciworld: match_cutoff must be in (0, 1], got {match_cutoff}")
         self.match_valid_actions = match_valid_actions
         self.match_cutoff = match_cutoff
-        self._sim: Any = None
-        self._gold: dict[int, list[str]] = {}
 
-    @property
-    def sim(self) -> Any:
-        """The simulator, started on first use."""
-        if self._sim is None:
-            self._sim = start_simulator()
-        return self._sim
+    def _start_simulator(self) -> Any:
+        return start_simulator()
 
     @property
     def instruction(self) -> str:
@@ -139,9 +133,3 @@ class SciWorldEnv(Env):
             self._gold[self.task_id] = list(self.sim.get_gold_action_sequence())
             self.restore(self.snapshot())  # the gold run loaded the task afresh: replay the episode so far
         return list(self._gold[self.task_id])
-
-    def close(self) -> None:
-        """Stop the Java simulator (a later ``reset`` starts a new one)."""
-        if self._sim is not None:
-            sim, self._sim = self._sim, None
-            stop_jvm(sim)

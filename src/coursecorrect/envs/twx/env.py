@@ -22,8 +22,8 @@ import json
 from importlib import resources
 from typing import Any
 
-from coursecorrect.envs.base import Env, StepResult
-from coursecorrect.envs.sciworld.jvm import require_java, stop_jvm
+from coursecorrect.envs.base import StepResult
+from coursecorrect.envs.java import JavaSimEnv, require_java
 from coursecorrect.errors import EnvError
 
 SPLITS = ("train", "dev", "test")
@@ -64,7 +64,7 @@ def start_simulator() -> Any:
         raise EnvError(f"TextWorld-Express: the simulator (Java) did not start: {exc}") from exc
 
 
-class TextWorldExpressEnv(Env):
+class TextWorldExpressEnv(JavaSimEnv):
     """TextWorld-Express's 8 text games, one per env (needs Java); options game (default cookingworld), game_params."""
 
     name = "twx"
@@ -76,15 +76,9 @@ class TextWorldExpressEnv(Env):
             raise EnvError(f"twx: unknown game {game!r}; choose one of {', '.join(GAMES)}")
         self.game = game
         self.game_params = game_params
-        self._sim: Any = None
-        self._gold: dict[int, list[str]] = {}
 
-    @property
-    def sim(self) -> Any:
-        """The simulator, started on first use."""
-        if self._sim is None:
-            self._sim = start_simulator()
-        return self._sim
+    def _start_simulator(self) -> Any:
+        return start_simulator()
 
     @property
     def instruction(self) -> str:
@@ -154,9 +148,3 @@ class TextWorldExpressEnv(Env):
             self._gold[self.task_id] = plan[: next(ends, len(plan))]
             self.restore(self.snapshot())  # back to where the episode stood
         return list(self._gold[self.task_id])
-
-    def close(self) -> None:
-        """Stop the Java simulator (a later ``reset`` starts a new one)."""
-        if self._sim is not None:
-            sim, self._sim = self._sim, None
-            stop_jvm(sim)
