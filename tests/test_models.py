@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,9 @@ from coursecorrect.llm.models import (
     SMOLLM2,
     TINY_RANDOM,
     build_tiny_random,
+    cpu_has_bf16,
     load_model_and_tokenizer,
+    resolve_dtype,
     resolve_model,
 )
 
@@ -179,3 +182,28 @@ def test_smollm2_conversion(smollm2_folder: Path) -> None:
         assert tokenizer.apply_chat_template(conversation, tokenize=False) == text
         assert tokenizer(text)["input_ids"] == original(text)["input_ids"]
         _assert_mask_covers_assistant_turns(tokenizer, conversation)
+
+
+@pytest.mark.parametrize(
+    ("cpuinfo", "expected"),
+    [
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_bf16 amx_tile\n", True),
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma amx_bf16\n", True),
+        ("processor\t: 0\nflags\t\t: fpu sse2 avx2 fma avx512f avx512_vnni\n", False),  # AVX-512 without BF16
+        ("processor\t: 0\nFeatures\t: fp asimd bf16 i8mm\n", True),  # Arm
+        ("processor\t: 0\nmodel name\t: bf16 in the name only\nflags\t\t: fpu avx2\n", False),
+        ("", False),
+    ],
+)
+def test_cpu_has_bf16_reads_the_cpu_flags(cpuinfo: str, expected: bool) -> None:
+    assert cpu_has_bf16(cpuinfo) is expected
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_bfloat16_on_a_cpu_without_native_bf16_warns(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(models, "cpu_has_bf16", lambda: native)
+    assert resolve_dtype("auto", "cpu") == torch.float32
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert resolve_dtype("bfloat16", "cpu") == torch.bfloat16
+    assert any("no native bfloat16" in str(w.message) for w in caught) is (not native)
