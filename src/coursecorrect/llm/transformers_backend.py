@@ -168,7 +168,7 @@ class TransformersLLM:
                 input_ids=batch.input_ids[:, new].to(device),
                 attention_mask=mask,
                 position_ids=positions[:, new],
-                past_key_values=kv,
+                cache=kv,
                 use_cache=True,
                 logits_to_keep=1,  # the prefill's logits are not needed; skip the vocab projection
             )
@@ -191,14 +191,14 @@ class TransformersLLM:
         out = self.model.generate(
             input_ids=input_ids,
             attention_mask=mask,
-            past_key_values=kv,
+            cache=kv,
             **self._generation_kwargs(params, row_seeds),
         )
         t2 = time.perf_counter()
         generated = out.sequences[:, input_ids.shape[1] :].cpu()
         completions = [self._completion(row, len(prompts[r // samples]), params) for r, row in enumerate(generated)]
         if self.prefix_caching:
-            self._store(batch, out.past_key_values, mask, generated, completions, samples)
+            self._store(batch, out.cache, mask, generated, completions, samples)
         self._account(batch, completions, t1 - t0, t2 - t1)
         return [completions[i * samples : (i + 1) * samples] for i in range(len(prompts))]
 
