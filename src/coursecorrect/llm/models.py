@@ -269,9 +269,9 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch
     """``"auto"`` → float32 on CPU, bfloat16 on GPU.
 
     float32 on CPU keeps greedy decoding independent of batch shapes, which exact resume and identical Ray
-    trees rely on; in bf16 a resumed eval of the tiny test model did not repeat its greedy episodes. On CPUs with native bf16
-    (:func:`cpu_has_bf16`) an explicit ``bfloat16`` is about 2x faster; elsewhere it is emulated, and a
-    warning says so.
+    trees rely on; in bf16 a resumed eval of the tiny test model did not repeat its greedy episodes. On CPUs
+    with native bf16 (:func:`cpu_has_bf16`) an explicit ``bfloat16`` is about 2x faster; elsewhere it is
+    emulated, and a warning says so.
     """
     if isinstance(dtype, torch.dtype):
         resolved = dtype
