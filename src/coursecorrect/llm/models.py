@@ -273,16 +273,17 @@ def resolve_dtype(dtype: str | torch.dtype, device: str | torch.device) -> torch
     with native bf16 (:func:`cpu_has_bf16`) an explicit ``bfloat16`` is about 2x faster; elsewhere it is
     emulated, and a warning says so.
     """
+    on_cpu = torch.device(device).type == "cpu"
     if isinstance(dtype, torch.dtype):
         resolved = dtype
     elif dtype == "auto":
-        resolved = torch.float32 if torch.device(device).type == "cpu" else torch.bfloat16
+        resolved = torch.float32 if on_cpu else torch.bfloat16
     else:
         choices = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
         if dtype not in choices:
             raise BackendError(f"unknown dtype {dtype!r}; expected 'auto' or one of {', '.join(choices)}")
         resolved = choices[dtype]
-    if resolved == torch.bfloat16 and torch.device(device).type == "cpu" and not cpu_has_bf16():
+    if resolved == torch.bfloat16 and on_cpu and not cpu_has_bf16():
         warnings.warn(
             "this CPU has no native bfloat16 (no avx512_bf16 / amx_bf16): bf16 is emulated and runs 2-5x slower "
             "than float32; use dtype 'float32' or 'auto'",
