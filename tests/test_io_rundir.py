@@ -49,3 +49,17 @@ def test_run_dir_layout_and_resume(tmp_path):
         RunDir.open(tmp_path / "run", EnvConfig(max_steps=21))
     with pytest.raises(ValueError):
         run.stage("../escape")
+
+
+def test_a_run_saved_before_a_field_existed_resumes_with_that_fields_default(tmp_path):
+    from coursecorrect.llm import LLMConfig
+
+    config = LLMConfig()
+    run = RunDir.open(tmp_path / "run", config)
+    saved = run.root / "config.yaml"
+    old = "\n".join(line for line in saved.read_text().splitlines() if not line.startswith(("engine:", "  ")))
+    saved.write_text(old + "\n")  # as written before LLMConfig had an 'engine' table
+    assert "engine" not in saved.read_text()
+    RunDir.open(tmp_path / "run", config)
+    with pytest.raises(ConfigError, match="different config"):
+        RunDir.open(tmp_path / "run", LLMConfig(backend="llama-cpp"))

@@ -14,6 +14,7 @@ from coursecorrect.config import apply_overrides, load_config, read_config_file,
 from coursecorrect.console import console, summary_table
 from coursecorrect.envs import ENVS, Env, EnvConfig
 from coursecorrect.errors import CourseCorrectError
+from coursecorrect.llm import BACKEND_HELP
 from coursecorrect.pipeline.cli import demo_command, report_command, run_command
 from coursecorrect.revision.cli import build_data_command, export_command
 from coursecorrect.rise.cli import rise_app
@@ -174,7 +175,7 @@ def eval_command(
     model: Annotated[
         str | None, typer.Option(help="Model alias, folder, hub id, server model.  [default: smollm2-135m-instruct]")
     ] = None,
-    backend: Annotated[str | None, typer.Option(help="transformers or openai.  [default: transformers]")] = None,
+    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP)] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL, with --backend openai.")] = None,
     split: Annotated[str | None, typer.Option(help="Task split: train, test or all.  [default: test]")] = None,
     limit: Annotated[int | None, typer.Option(help="Play only the first N tasks.")] = None,

@@ -55,13 +55,18 @@ def evaluate(config: EvalConfig, out_dir: Path, llm: LLM | None = None, progress
     with bar:
         task = bar.add_task("eval", total=len(task_ids), completed=len(task_ids) - len(todo), successes=0, tokens=0)
         if todo:
+            llm_made = llm is None
             llm = llm or config.model.make()
-            for episode in run_episodes(config.env.make, llm, todo, config.agent):
-                conversation = episode.to_conversation()
-                append_jsonl(episodes_path, conversation.model_dump(mode="json"))
-                done.append(conversation)
-                successes = sum(c.meta["success"] for c in done)
-                bar.update(task, advance=1, successes=successes, tokens=llm.stats.completion_tokens)
+            try:
+                for episode in run_episodes(config.env.make, llm, todo, config.agent):
+                    conversation = episode.to_conversation()
+                    append_jsonl(episodes_path, conversation.model_dump(mode="json"))
+                    done.append(conversation)
+                    successes = sum(c.meta["success"] for c in done)
+                    bar.update(task, advance=1, successes=successes, tokens=llm.stats.completion_tokens)
+            finally:
+                if llm_made:
+                    llm.close()
     wanted = set(task_ids)
     summary = {
         "env": config.env.name, "model": config.model.model, "split": config.split,

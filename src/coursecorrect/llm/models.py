@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 from coursecorrect.errors import BackendError
+from coursecorrect.llm.allocator import keep_freed_memory
 
 SMOLLM2 = "smollm2-135m-instruct"
 TINY_RANDOM = "tiny-random"
@@ -183,7 +184,7 @@ ALIASES: tuple[str, ...] = tuple(_BUILDERS)
 
 
 @contextlib.contextmanager
-def _file_lock(path: Path) -> Iterator[None]:
+def file_lock(path: Path) -> Iterator[None]:
     """An exclusive inter-process lock held while the block runs."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
@@ -213,7 +214,7 @@ def ensure_built(alias: str) -> Path:
     final = root / alias
     if _is_current(final, version):
         return final
-    with _file_lock(root / f".{alias}.lock"):
+    with file_lock(root / f".{alias}.lock"):
         if _is_current(final, version):  # another process finished the build while we waited
             return final
         tmp = Path(tempfile.mkdtemp(prefix=f".{alias}.build-", dir=root))
@@ -304,6 +305,8 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     device = device or default_device()
+    if torch.device(device).type == "cpu":
+        keep_freed_memory()
     source = resolve_model(name)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)

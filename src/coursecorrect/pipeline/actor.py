@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from coursecorrect.llm import LLM, LLMConfig
 
 
 class Actor:
-    """The current model, loaded once and reused by consecutive stages."""
+    """The current model, loaded once and reused by consecutive stages.
+
+    ``get(path)`` loads the model at ``path`` through the configured backend, or returns it if it is the one
+    loaded; another path closes the old backend first (an engine's server is stopped and started again with
+    the new weights). :meth:`served` tells what the loaded backend serves, for the stage summaries.
+    """
 
     def __init__(self, config: LLMConfig) -> None:
         self.config = config
@@ -22,6 +29,13 @@ class Actor:
             self._llm, self._path = self.config_for(path).make(), path
         assert self._llm is not None
         return self._llm
+
+    def served(self) -> dict[str, Any]:
+        """The backend and the weights it serves: engines add the file they loaded and the weights' digest."""
+        if self._llm is None:
+            return {}
+        served = getattr(self._llm, "served", None)
+        return served() if callable(served) else {"backend": self.config.backend, "weights": self._path}
 
     def release(self) -> None:
         if self._llm is not None:

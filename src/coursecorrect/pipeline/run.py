@@ -31,7 +31,7 @@ from coursecorrect.envs import EnvConfig
 from coursecorrect.errors import ConfigError
 from coursecorrect.eval.harness import EvalConfig, evaluate
 from coursecorrect.eval.revision_ability import RevisionAbilityConfig, revision_ability
-from coursecorrect.llm import LLMConfig
+from coursecorrect.llm import MANAGED_BACKENDS, LLMConfig
 from coursecorrect.pipeline.actor import Actor
 from coursecorrect.pipeline.report import write_report
 from coursecorrect.pipeline.rundir import RunDir, run_stage
@@ -98,7 +98,11 @@ class RunConfig(Config):
     envs: list[EnvConfig] = Field(
         default_factory=lambda: [EnvConfig()], description="envs whose data is mixed into one training set"
     )
-    model: LLMConfig = Field(default_factory=LLMConfig, description="the starting model (transformers backend)")
+    model: LLMConfig = Field(
+        default_factory=LLMConfig,
+        description="the starting model (an alias or folder that transformers loads, for training) and the backend "
+        "that samples from each iteration's model: transformers, vllm, vllm-server or llama-cpp",
+    )
     iterations: int = Field(3, ge=0)
     warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     collect: RunCollectConfig = Field(default_factory=RunCollectConfig)
@@ -108,10 +112,11 @@ class RunConfig(Config):
 
     @model_validator(mode="after")
     def _checks(self) -> RunConfig:
-        if self.model.backend != "transformers":
+        if self.model.backend == "openai":
             raise ValueError(
-                "run fine-tunes a new model every iteration, so it needs backend 'transformers' "
-                "(a running server cannot pick up the new weights)"
+                "run fine-tunes a new model every iteration, and a running server cannot pick up its weights: use "
+                "backend 'transformers', or an engine coursecorrect starts with each model "
+                f"({', '.join(MANAGED_BACKENDS)})"
             )
         names = [e.name for e in self.envs]
         if not names or len(set(names)) != len(names):
@@ -167,7 +172,7 @@ def _evaluate(config: RunConfig, model: str, path: Path, actor: Actor, progress:
             agent=config.eval.agent, split=config.eval.split, limit=config.eval.limit,
         )
         results[env_config.name] = evaluate(spec, path / env_config.name, llm=actor.get(model), progress=progress)
-    return {"model": model, "envs": results}
+    return {"model": model, "served": actor.served(), "envs": results}
 
 
 def _collect(config: RunConfig, model: str, path: Path, actor: Actor, progress: bool) -> dict[str, Any]:
@@ -179,7 +184,7 @@ def _collect(config: RunConfig, model: str, path: Path, actor: Actor, progress: 
             mcts=c.mcts, split=c.split, limit=c.limit, task_ids=c.task_ids, batch_trees=c.batch_trees,
         )
         results[env_config.name] = collect(spec, path / env_config.name, llm=actor.get(model), progress=progress)
-    return {"model": model, "envs": results}
+    return {"model": model, "served": actor.served(), "envs": results}
 
 
 def _build(config: RunConfig, iteration: int, model: str, run: RunDir, path: Path, actor: Actor) -> dict[str, Any]:
@@ -191,7 +196,8 @@ def _build(config: RunConfig, iteration: int, model: str, run: RunDir, path: Pat
     trees = [tree for env in config.envs for tree in load_trees(run.stage("collect", iteration).path / env.name)]
     result = build_data(trees, build, llm=actor.get(model) if build.needs_model else None)
     write_data(result, path)
-    return {"alpha": alpha, "examples": len(result.conversations), "counts": result.counts}
+    served = {"served": actor.served()} if build.needs_model else {}
+    return {"alpha": alpha, "examples": len(result.conversations), "counts": result.counts, **served}
 
 
 def _train(config: RunConfig, iteration: int, model: str, run: RunDir, path: Path, progress: bool) -> dict[str, Any]:
@@ -214,7 +220,7 @@ def _revision(config: RunConfig, model: str, run: RunDir, path: Path, actor: Act
         )
         results[env_config.name] = revision_ability(spec, path / env_config.name, llm=actor.get(model),
                                                     progress=progress)
-    return {"model": model, "envs": results}
+    return {"model": model, "served": actor.served(), "envs": results}
 
 
 def _train_config(train: RunTrainConfig) -> TrainConfig:

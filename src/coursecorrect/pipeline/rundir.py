@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from coursecorrect.config import Config, dump_config
 from coursecorrect.console import console
 from coursecorrect.errors import ConfigError
@@ -66,7 +68,7 @@ class RunDir:
             saved = run.root / "config.yaml"
             if not saved.exists():
                 atomic_write_text(saved, text)
-            elif saved.read_text(encoding="utf-8") != text:
+            elif saved.read_text(encoding="utf-8") != text and not _same_config(saved, config):
                 raise ConfigError(
                     f"{run.root} was started with a different config ({saved}); "
                     "use a new run directory, or restore that config to resume"
@@ -97,3 +99,11 @@ def run_stage(run: RunDir, name: str, iteration: int | None, work: Callable[[Pat
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)
     stage.mark_done(summary)
     return summary
+
+
+def _same_config(saved: Path, config: Config) -> bool:
+    """Whether a run's saved config means ``config``: it may predate fields added since, with their defaults."""
+    try:
+        return type(config).model_validate(yaml.safe_load(saved.read_text(encoding="utf-8"))) == config
+    except (ValueError, yaml.YAMLError):  # pydantic's ValidationError is a ValueError
+        return False

@@ -17,6 +17,7 @@ from rich.table import Table
 from coursecorrect.config import apply_overrides, read_config_file, validate_config
 from coursecorrect.console import console
 from coursecorrect.errors import CourseCorrectError
+from coursecorrect.llm import BACKEND_HELP
 
 if TYPE_CHECKING:
     from coursecorrect.revision.build import BuildConfig, BuildResult
@@ -48,6 +49,8 @@ def build_data_command(
     ] = None,
     critic: Annotated[str | None, typer.Option(help="model, direct or value.  [default: model]")] = None,
     model: Annotated[str | None, typer.Option(help="Model critic: the actor (default: the trees' model).")] = None,
+    backend: Annotated[str | None, typer.Option(help=f"Model critic: {BACKEND_HELP}")] = None,
+    base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL, with --backend openai.")] = None,
     alpha: Annotated[float | None, typer.Option(help="Good-leaf score floor.  [default: 0.5]")] = None,
     beta: Annotated[float | None, typer.Option(help="Bad-score ceiling or gap (released).  [default: 0.2]")] = None,
     rule: Annotated[str | None, typer.Option(help="Pair rule: paper or released.  [default: paper]")] = None,
@@ -74,7 +77,8 @@ def build_data_command(
     else:
         if trees is None:
             raise CourseCorrectError(f"--mode {spec.mode} builds data from trees: give --trees")
-        result, source = _from_trees(trees, spec, model), f"{trees} ({spec.critic_name} critic)"
+        llm = {"model": model, "backend": backend, "base_url": base_url}
+        result, source = _from_trees(trees, spec, llm), f"{trees} ({spec.critic_name} critic)"
         out = out or Path("runs") / f"data-{spec.mode}-{trees.resolve().name}"
     write_data(result, out)
     console.print(counts_table(f"{spec.mode} data from {source}", result.counts))
@@ -91,7 +95,7 @@ def _gold(env_name: str, split: str, limit: int | None) -> BuildResult:
         return build_gold(env, env.task_ids(split)[:limit])
 
 
-def _from_trees(path: Path, spec: BuildConfig, model: str | None) -> BuildResult:
+def _from_trees(path: Path, spec: BuildConfig, llm_options: dict[str, str | None]) -> BuildResult:
     from coursecorrect.llm import LLMConfig
     from coursecorrect.revision.build import build_data
     from coursecorrect.search.tree import TreeFileError, load_trees
@@ -101,7 +105,9 @@ def _from_trees(path: Path, spec: BuildConfig, model: str | None) -> BuildResult
         raise TreeFileError(f"{path}: no tree files (task_*.json) found")
     if not spec.needs_model:
         return build_data(trees, spec)
-    llm = validate_config(LLMConfig, {"model": model or _tree_model(trees)}, source="--model").make()
+    options = {key: value for key, value in llm_options.items() if value is not None}
+    options["model"] = options.get("model") or _tree_model(trees)
+    llm = validate_config(LLMConfig, options, source="build-data").make()
     try:
         return build_data(trees, spec, llm)
     finally:

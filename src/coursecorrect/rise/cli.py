@@ -16,6 +16,7 @@ import typer
 from coursecorrect.config import apply_overrides, read_config_file, validate_config
 from coursecorrect.console import console, summary_table
 from coursecorrect.errors import CourseCorrectError
+from coursecorrect.llm import BACKEND_HELP
 
 rise_app = typer.Typer(
     help="RISE: multi-turn 'try again' on math problems, reward-weighted training, turn-wise evaluation.",
@@ -137,7 +138,7 @@ def eval_command(
     task: TaskOpt = None,
     data_dir: DataDirOpt = None,
     model: ModelOpt = None,
-    backend: Annotated[str | None, typer.Option(help="transformers or openai.  [default: transformers]")] = None,
+    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP)] = None,
     base_url: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL, with --backend openai.")] = None,
     split: Annotated[str | None, typer.Option(help="Task split.  [default: test]")] = None,
     limit: LimitOpt = None,

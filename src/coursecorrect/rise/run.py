@@ -25,7 +25,7 @@ from coursecorrect.console import console
 from coursecorrect.data.conversation import read_conversations, write_conversations
 from coursecorrect.envs import EnvConfig
 from coursecorrect.io import atomic_write_json
-from coursecorrect.llm import LLMConfig
+from coursecorrect.llm import MANAGED_BACKENDS, LLMConfig
 from coursecorrect.pipeline.actor import Actor
 from coursecorrect.pipeline.rundir import RunDir, run_stage
 from coursecorrect.rise.collect import (
@@ -46,7 +46,11 @@ class RiseRunConfig(Config):
     """RISE: evaluate the starting model, then ``iterations`` × (collect → data → train → eval)."""
 
     env: EnvConfig = Field(default_factory=default_env, description="a math env: reasoning-gym, gsm8k or math")
-    model: LLMConfig = Field(default_factory=LLMConfig, description="the starting model (transformers backend)")
+    model: LLMConfig = Field(
+        default_factory=LLMConfig,
+        description="the starting model (an alias or folder that transformers loads, for training) and the backend "
+        "that samples from each iteration's model: transformers, vllm, vllm-server or llama-cpp",
+    )
     teacher: LLMConfig | None = Field(None, description="the model of teacher turns (any backend)")
     iterations: int = Field(1, ge=0)
     collect: RiseCollectSettings = Field(default_factory=RiseCollectSettings)
@@ -56,10 +60,11 @@ class RiseRunConfig(Config):
 
     @model_validator(mode="after")
     def _checks(self) -> RiseRunConfig:
-        if self.model.backend != "transformers":
+        if self.model.backend == "openai":
             raise ValueError(
-                "rise run fine-tunes a new model every iteration, so the model needs backend 'transformers' "
-                "(a running server cannot pick up the new weights); a server can be the teacher"
+                "rise run fine-tunes a new model every iteration, and a running server cannot pick up its weights: "
+                f"use backend 'transformers', or an engine coursecorrect starts with each model "
+                f"({', '.join(MANAGED_BACKENDS)}); a running server can be the teacher"
             )
         RiseCollectConfig.model_validate({**self.collect.model_dump(), "teacher": self.teacher})
         return self
@@ -87,13 +92,14 @@ def run_rise(config: RiseRunConfig, out_dir: Path, progress: bool = True) -> Pat
 
 def _evaluate(config: RiseRunConfig, model: str, path: Path, actor: Actor, progress: bool) -> dict[str, Any]:
     spec = RiseEvalConfig(**config.eval.model_dump(), env=config.env, model=actor.config_for(model))
-    return rise_evaluate(spec, path, llm=actor.get(model), progress=progress)
+    return {**rise_evaluate(spec, path, llm=actor.get(model), progress=progress), "served": actor.served()}
 
 
 def _collect(config: RiseRunConfig, model: str, path: Path, actor: Actor, progress: bool) -> dict[str, Any]:
     spec = RiseCollectConfig(**config.collect.model_dump(), env=config.env, model=actor.config_for(model),
                              teacher=config.teacher)
-    return {"model": model, **collect_rollouts(spec, path, llm=actor.get(model), progress=progress)}
+    summary = collect_rollouts(spec, path, llm=actor.get(model), progress=progress)
+    return {"model": model, "served": actor.served(), **summary}
 
 
 def _data(config: RiseRunConfig, run: RunDir, iteration: int, path: Path) -> dict[str, Any]:

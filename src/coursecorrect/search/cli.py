@@ -16,6 +16,7 @@ import typer
 from coursecorrect.config import apply_overrides, read_config_file, validate_config
 from coursecorrect.console import console, summary_table
 from coursecorrect.errors import CourseCorrectError
+from coursecorrect.llm import BACKEND_HELP
 
 tree_app = typer.Typer(help="Show and summarise MCTS trees.", no_args_is_help=True)
 
@@ -35,7 +36,7 @@ def collect_command(
     max_new_tokens: Annotated[int | None, typer.Option(help="Tokens per response.  [default: 128]")] = None,
     batch_trees: Annotated[int | None, typer.Option(help="Trees searched together.  [default: 8]")] = None,
     seed: Annotated[int | None, typer.Option(help="Search and sampling seed.")] = None,
-    backend: Annotated[str | None, typer.Option(help="transformers or openai.  [default: transformers]")] = None,
+    backend: Annotated[str | None, typer.Option(help=BACKEND_HELP)] = None,
     base_url: Annotated[str | None, typer.Option(help="openai: the server's /v1 URL.")] = None,
     ray: Annotated[
         bool | None, typer.Option("--ray/--no-ray", help="Search on Ray workers (a local Ray unless --ray-address).")
