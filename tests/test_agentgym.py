@@ -23,6 +23,7 @@ from coursecorrect.envs.agentgym.server import create_app
 from coursecorrect.envs.checks import check_env
 from coursecorrect.envs.textcraft import TextCraftEnv
 from coursecorrect.errors import ConfigError, EnvError
+from coursecorrect.llm.managed import free_port
 
 BAD_ACTIONS = ["jump", "get 1 nothing", "craft 1 stick using 9 air", "", "inventory"]
 
@@ -45,12 +46,6 @@ def running(app: FastAPI) -> Iterator[str]:
         server.should_exit = True
         thread.join(30)
         sock.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -4,8 +4,9 @@
 A new model means a new server (``close`` the old backend, make a new one): what it serves is then the
 weights it was started with, recorded in :meth:`ManagedServerLLM.served` with their digest. The server runs
 in its own process group, is stopped on ``close``, at interpreter exit, and — through ``PR_SET_PDEATHSIG``
-on Linux — also when this process is killed. A server that dies during a call is restarted once and the call
-retried; the second death is an error that says where the server's log is.
+on Linux — also when this process is killed. A server that dies is restarted (at most ``engine.max_restarts``
+times) and the call sent again; a call that fails twice, or one restart too many, is an error that says where
+the server's log is.
 """
 
 from __future__ import annotations
