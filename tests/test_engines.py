@@ -62,7 +62,7 @@ def test_run_configs_take_engines_and_refuse_a_running_server():
     for cls in (RunConfig, RiseRunConfig):
         for backend in ("transformers", "vllm", "vllm-server", "llama-cpp"):
             assert validate_config(cls, {"model": {"backend": backend}}).model.backend == backend
-        with pytest.raises(ConfigError, match="cannot pick up its weights.*llama-cpp"):
+        with pytest.raises(ConfigError, match="backend 'transformers' or an engine.*llama-cpp.*cannot pick up"):
             validate_config(cls, {"model": {"backend": "openai"}}, source="run")
 
 

@@ -114,9 +114,9 @@ class RunConfig(Config):
     def _checks(self) -> RunConfig:
         if self.model.backend == "openai":
             raise ValueError(
-                "run fine-tunes a new model every iteration, and a running server cannot pick up its weights: use "
-                "backend 'transformers', or an engine coursecorrect starts with each model "
-                f"({', '.join(MANAGED_BACKENDS)})"
+                "run fine-tunes a new model every iteration, so it needs backend 'transformers' or an engine "
+                f"coursecorrect starts with each model ({', '.join(MANAGED_BACKENDS)}): a running server cannot "
+                "pick up its weights"
             )
         names = [e.name for e in self.envs]
         if not names or len(set(names)) != len(names):

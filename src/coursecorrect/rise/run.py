@@ -62,9 +62,9 @@ class RiseRunConfig(Config):
     def _checks(self) -> RiseRunConfig:
         if self.model.backend == "openai":
             raise ValueError(
-                "rise run fine-tunes a new model every iteration, and a running server cannot pick up its weights: "
-                f"use backend 'transformers', or an engine coursecorrect starts with each model "
-                f"({', '.join(MANAGED_BACKENDS)}); a running server can be the teacher"
+                "rise run fine-tunes a new model every iteration, so the model needs backend 'transformers' or an "
+                f"engine coursecorrect starts with each model ({', '.join(MANAGED_BACKENDS)}): a running server "
+                "cannot pick up its weights; it can be the teacher"
             )
         RiseCollectConfig.model_validate({**self.collect.model_dump(), "teacher": self.teacher})
         return self
