@@ -17,15 +17,7 @@ import subprocess
 import sys
 import time
 
-_ITEMS = ["oak planks", "stick", "crafting table", "iron ingot", "jungle log", "stone pickaxe", "torch"]
-
-
-def _chat(tokenizer, rng: random.Random, n_tokens: int, head: str) -> list[dict[str, str]]:
-    lines = [head]
-    while len(tokenizer("\n".join(lines))["input_ids"]) < n_tokens:
-        a, b = rng.sample(_ITEMS, 2)
-        lines.append(f"craft {rng.randint(1, 8)} {a} using {rng.randint(1, 4)} {b}")
-    return [{"role": "user", "content": "\n".join(lines)}]
+from llm_prefix_cache import _text_of_tokens  # this folder is on sys.path when run as a script
 
 
 def child(args: argparse.Namespace) -> list[dict]:
@@ -36,7 +28,8 @@ def child(args: argparse.Namespace) -> list[dict]:
     rng = random.Random(0)
     rows = []
     for batch in args.batches:
-        chats = [_chat(llm.tokenizer, rng, args.prompt_tokens, f"Task {rng.random()}: craft a torch.")
+        chats = [[{"role": "user", "content": _text_of_tokens(llm.tokenizer, rng, args.prompt_tokens,
+                                                               f"Task {rng.random()}: craft a torch.")}]
                  for _ in range(batch)]  # fmt: skip
         start = time.perf_counter()
         llm.generate(chats, SamplingParams(max_new_tokens=1))

@@ -6,14 +6,11 @@ import importlib.util
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
-
-from coursecorrect.llm.managed import free_port
+from coursecorrect.llm.managed import free_port, wait_until_ready
 
 MODEL_ALIAS = "smollm2"
 N_CTX = 2048
@@ -55,21 +52,6 @@ def start(port: int, log: Path) -> subprocess.Popen[bytes]:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
 
 
-def wait_until_ready(proc: subprocess.Popen[bytes], base_url: str, log: Path, timeout: float = 60.0) -> None:
-    """Poll ``GET /models`` until the server answers; raise with its log if it dies or takes too long."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"llama server exited with {proc.returncode}:\n{log.read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{base_url}/models", timeout=1.0).is_success:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"llama server not ready after {timeout:.0f} s:\n{log.read_text()[-2000:]}")
-
-
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """Terminate the server, killing it if it doesn't exit within 10 s."""
     proc.terminate()
@@ -89,7 +71,7 @@ def running_server(port: int | None = None) -> Iterator[str]:
         log = Path(tmp) / "server.log"
         proc = start(port, log)
         try:
-            wait_until_ready(proc, base_url, log)
+            wait_until_ready(proc, base_url, log, timeout=60.0, what="the llama server")
             yield base_url
         finally:
             stop(proc)

@@ -40,14 +40,14 @@ def weights_digest(folder: Path) -> str:
     return digest.hexdigest()
 
 
-def to_gguf(folder: Path, gguf_type: str = "q8_0") -> Path:
-    """The GGUF file of the model in ``folder`` (converted on first use, then reused while the weights are the
-    same: the file is named by their digest)."""
+def to_gguf(folder: Path, digest: str, gguf_type: str = "q8_0") -> Path:
+    """The GGUF file of the model in ``folder``, whose :func:`weights_digest` is ``digest`` (converted on first
+    use, then reused while the weights are the same: the file is named by their digest)."""
     if gguf_type not in GGUF_TYPES:
         raise BackendError(f"unknown GGUF type {gguf_type!r}; choose one of {', '.join(GGUF_TYPES)}")
     out_dir = cache_dir() / "gguf"
     out_dir.mkdir(parents=True, exist_ok=True)
-    out = out_dir / f"{weights_digest(folder)[:24]}-{gguf_type}.gguf"
+    out = out_dir / f"{digest[:24]}-{gguf_type}.gguf"
     with file_lock(out.with_suffix(".lock")):
         if not out.is_file():
             _convert(folder, out, gguf_type)

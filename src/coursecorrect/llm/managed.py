@@ -42,10 +42,12 @@ SERVED_NAME = "coursecorrect-model"
 _HOST = "127.0.0.1"
 
 
+_SERVER_MODULES = {"llama-cpp": "llama_cpp.server", "vllm-server": "vllm.entrypoints.openai.api_server"}
+
+
 def default_command(backend: str) -> list[str]:
     """The program that starts ``backend``'s server when ``engine.command`` is not set: this Python's module."""
-    module = {"llama-cpp": "llama_cpp.server", "vllm-server": "vllm.entrypoints.openai.api_server"}[backend]
-    return [sys.executable, "-m", module]
+    return [sys.executable, "-m", _SERVER_MODULES[backend]]
 
 
 def server_arguments(backend: str, model: Path, port: int, config: EngineConfig, dtype: str) -> list[str]:
@@ -72,7 +74,7 @@ class ManagedServerLLM:
 
     def __init__(self, backend: str, model: str, config: EngineConfig, *, dtype: str = "auto",
                  max_concurrency: int = 16, timeout: float = 300.0, max_retries: int = 5) -> None:
-        if backend not in ("llama-cpp", "vllm-server"):
+        if backend not in _SERVER_MODULES:
             raise BackendError(f"unknown managed engine {backend!r}; expected 'llama-cpp' or 'vllm-server'")
         self.backend, self.config, self.dtype = backend, config, dtype
         folder = resolve_model(model)
@@ -81,8 +83,8 @@ class ManagedServerLLM:
         self.folder = folder
         self.command = list(config.command) if config.command else default_command(backend)
         _check_command(backend, self.command, explicit=bool(config.command))
-        self.weights = to_gguf(folder, config.gguf_type) if backend == "llama-cpp" else folder
         self.digest = weights_digest(folder)
+        self.weights = to_gguf(folder, self.digest, config.gguf_type) if backend == "llama-cpp" else folder
         self.name = f"{backend}:{model}"
         self._client_options = {"max_concurrency": max_concurrency, "timeout": timeout, "max_retries": max_retries}
         self._log_dir = Path(tempfile.mkdtemp(prefix="coursecorrect-engine-"))
@@ -91,7 +93,6 @@ class ManagedServerLLM:
         self._client: OpenAICompatibleLLM | None = None
         self._keep_log = False  # set once an error message names the log
         self.restarts = 0
-        self.start_seconds = 0.0
         self._start()
         self._client = OpenAICompatibleLLM(SERVED_NAME, self.base_url, name=self.name, **self._client_options)
         self.stats = self._client.stats
@@ -156,7 +157,6 @@ class ManagedServerLLM:
                                "another model.engine.port (unset, a free port is picked)")
         command = self.command + server_arguments(self.backend, self.weights, self._port, self.config, self.dtype)
         env = {**os.environ, **self.config.env}
-        start = time.monotonic()
         with self.log_path.open("ab") as log:
             try:
                 self._proc = subprocess.Popen(
@@ -167,12 +167,12 @@ class ManagedServerLLM:
                 raise BackendError(f"cannot start the {self.backend} server ({shlex.join(command[:3])}): {exc}; "
                                    "set model.engine.command to the program that starts it") from exc
         try:
-            self._wait_until_ready(self.base_url)
+            wait_until_ready(self._proc, self.base_url, self.log_path, self.config.startup_timeout,
+                             f"the {self.backend} server", hint=" (raise engine.startup_timeout)")
         except BaseException:  # not ready, or Ctrl-C while waiting: leave no server behind
             self._keep_log = True
             self._stop()
             raise
-        self.start_seconds = time.monotonic() - start
 
     def _restart(self, why: str) -> None:
         self.restarts += 1
@@ -183,30 +183,6 @@ class ManagedServerLLM:
         print(f"[coursecorrect] the {self.backend} server stopped ({why}); restarting it", file=sys.stderr)
         self._stop()
         self._start()
-
-    def _wait_until_ready(self, base_url: str) -> None:
-        deadline = time.monotonic() + self.config.startup_timeout
-        while time.monotonic() < deadline:
-            assert self._proc is not None
-            if self._proc.poll() is not None:
-                raise BackendError(f"the {self.backend} server exited with code {self._proc.returncode} before it "
-                                   f"was ready: {self._log_tail()} (full log: {self.log_path})")
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2.0).is_success:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.25)
-        raise BackendError(f"the {self.backend} server was not ready after {self.config.startup_timeout:.0f} s "
-                           f"(raise engine.startup_timeout): {self._log_tail()} (full log: {self.log_path})")
-
-    def _log_tail(self, lines: int = 3) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        kept = [line.strip() for line in text.splitlines() if line.strip()]
-        return " | ".join(kept[-lines:]) or "(empty log)"
 
     def _stop(self) -> None:
         proc, self._proc = self._proc, None
@@ -220,6 +196,34 @@ class ManagedServerLLM:
             proc.wait()
         except ProcessLookupError:
             pass
+
+
+def wait_until_ready(proc: subprocess.Popen[bytes], base_url: str, log: Path, timeout: float,
+                     what: str = "the server", hint: str = "") -> None:
+    """Poll ``GET base_url/models`` until the server answers; a ``BackendError`` quoting the end of its ``log``
+    if ``proc`` exits first or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BackendError(f"{what} exited with code {proc.returncode} before it was ready: {log_tail(log)} "
+                               f"(full log: {log})")
+        try:
+            if httpx.get(f"{base_url}/models", timeout=2.0).is_success:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.25)
+    raise BackendError(f"{what} was not ready after {timeout:.0f} s{hint}: {log_tail(log)} (full log: {log})")
+
+
+def log_tail(log: Path, lines: int = 3) -> str:
+    """The last non-blank ``lines`` of a server's log, on one line."""
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    kept = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:]) or "(empty log)"
 
 
 def free_port() -> int:
@@ -243,7 +247,7 @@ def port_is_free(port: int) -> bool:
 def _check_command(backend: str, command: list[str], explicit: bool) -> None:
     """Fail early, in one line, when the engine's program or Python module is missing."""
     if not explicit:
-        module = command[2].split(".")[0]
+        module = _SERVER_MODULES[backend].split(".")[0]
         if importlib.util.find_spec(module) is None:
             extra = "pip install -e '.[server]'" if backend == "llama-cpp" else "see docs/engines.md"
             raise BackendError(f"the {backend} engine needs the {module!r} package in this Python ({extra}), or "

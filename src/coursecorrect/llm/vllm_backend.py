@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import random
 from collections.abc import Sequence
@@ -48,9 +49,13 @@ class VLLMOfflineLLM:
         except Exception as exc:  # vLLM raises many types for a model it cannot load
             raise BackendError(f"vLLM could not load {model!r}: {type(exc).__name__}: {exc}") from exc
 
+    @functools.cached_property
+    def _digest(self) -> str:
+        return weights_digest(self.folder)
+
     def served(self) -> dict[str, Any]:
         """What the engine serves: the model folder and the weights' digest."""
-        return {"backend": "vllm", "weights": str(self.folder), "weights_sha256": weights_digest(self.folder)}
+        return {"backend": "vllm", "weights": str(self.folder), "weights_sha256": self._digest}
 
     def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions of the next assistant turn per conversation, in order."""
