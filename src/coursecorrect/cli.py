@@ -15,7 +15,7 @@ from coursecorrect.console import console, summary_table
 from coursecorrect.envs import ENVS, Env, EnvConfig
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.llm import BACKEND_HELP
-from coursecorrect.pipeline.cli import demo_command, report_command, run_command
+from coursecorrect.pipeline.cli import compare_command, demo_command, report_command, run_command
 from coursecorrect.revision.cli import build_data_command, export_command
 from coursecorrect.rise.cli import rise_app
 from coursecorrect.search.cli import collect_command, tree_app
@@ -36,6 +36,7 @@ app.command("train")(train_command)
 app.command("export")(export_command)
 app.command("run")(run_command)
 app.command("demo")(demo_command)
+app.command("compare")(compare_command)
 app.command("report")(report_command)
 app.add_typer(rise_app, name="rise")
 

@@ -4,6 +4,7 @@ Mounted by ``coursecorrect.cli``::
 
     app.command("run")(run_command)
     app.command("demo")(demo_command)
+    app.command("compare")(compare_command)
     app.command("report")(report_command)
 """
 
@@ -68,12 +69,39 @@ def demo_command(
     _run(tomllib.loads(text), "demo", out, progress)
 
 
-def report_command(
-    run_dir: Annotated[Path, typer.Argument(help="A run folder made by `coursecorrect run` or `demo`.")],
+def compare_command(
+    config: Annotated[Path, typer.Option(help="Compare config file (.toml/.yaml): a run config plus methods, seeds.")],
+    out: Annotated[Path | None, typer.Option(help="Output folder (resumed).  [default: runs/<config>]")] = None,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Redraw the report (report.md and plots) of a run, finished or not."""
-    from coursecorrect.pipeline.report import write_report
+    """Run Agent-R and its baselines (ETO, direct revision, good, optimal, ...) from one starting model over
+    several seeds, sharing the warm start, the first evaluation and iteration 1's trees; report with intervals.
+
+    Re-running the same command resumes at the first unfinished stage."""
+    from coursecorrect.pipeline.compare import CompareConfig, run_compare
+
+    spec = validate_config(CompareConfig, read_config_file(config), source=str(config))
+    start = time.perf_counter()
+    report = run_compare(spec, out or Path("runs") / config.stem, progress=progress)
+    console.print(f"[bold]done[/bold] in {time.perf_counter() - start:.0f} s this session; report: {report}")
+
+
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(help="A folder made by `coursecorrect run`, `demo` or `compare`.")],
+    readme: Annotated[
+        Path | None,
+        typer.Option(help="Also put the report's tables into this markdown file, between the lines "
+                     "'<!-- report: RUN_DIR -->' and '<!-- /report -->'."),
+    ] = None,
+) -> None:
+    """Redraw the report (report.md and plots) of a run or a comparison, finished or not."""
+    from coursecorrect.pipeline.compare_report import is_compare_folder, write_compare_report
+    from coursecorrect.pipeline.report import splice_into_markdown, write_report
 
     if not (run_dir / "config.yaml").is_file():
         raise CourseCorrectError(f"{run_dir}: not a run folder (no config.yaml)")
-    console.print(f"report: {write_report(run_dir)}")
+    report = write_compare_report(run_dir) if is_compare_folder(run_dir) else write_report(run_dir)
+    console.print(f"report: {report}")
+    if readme is not None:
+        splice_into_markdown(readme, run_dir, report)
+        console.print(f"updated: {readme}")

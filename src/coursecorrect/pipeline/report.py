@@ -6,12 +6,15 @@ the report of any run, finished or not.
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
 
+from coursecorrect.errors import CourseCorrectError
 from coursecorrect.eval.metrics import LOOP_LENGTHS
 from coursecorrect.io import atomic_write_text
-from coursecorrect.pipeline.rundir import StageDir
+from coursecorrect.pipeline.rundir import RunDir, StageDir
 
 REPORT_FILE = "report.md"
 STAGE_ORDER = ("collect", "data", "train", "eval", "revision")
@@ -22,19 +25,18 @@ def _done(path: Path) -> dict[str, Any] | None:
     return stage.summary() if stage.is_done() else None
 
 
-def collect_results(root: Path) -> dict[str, Any]:
+def collect_results(run: RunDir | Path) -> dict[str, Any]:
     """The finished stages of a run: warm start, and per iteration (0 = the starting model) its stages."""
-    root = Path(root)
+    run = run if isinstance(run, RunDir) else RunDir(Path(run))
     iterations: dict[int, dict[str, Any]] = {}
-    baseline = _done(root / "eval")
+    baseline = _done(run.path_of("eval"))
     if baseline is not None:
         iterations[0] = {"eval": baseline}
-    for folder in sorted(root.glob("iter_*"), key=lambda p: int(p.name.split("_")[1])):
-        i = int(folder.name.split("_")[1])
-        stages = {name: s for name in STAGE_ORDER if (s := _done(folder / name)) is not None}
+    for i in run.iterations():
+        stages = {name: s for name in STAGE_ORDER if (s := _done(run.path_of(name, i))) is not None}
         if stages:
             iterations[i] = stages
-    return {"warm_start": _done(root / "warm_start"), "iterations": iterations}
+    return {"warm_start": _done(run.path_of("warm_start")), "iterations": iterations}
 
 
 def _totals(counts: dict[str, dict[str, Any]]) -> dict[str, float]:
@@ -189,3 +191,23 @@ def _save(fig: Any, path: Path) -> str:
     plt.close(fig)
     tmp.replace(path)
     return path.name
+
+
+def splice_into_markdown(markdown: Path, run_dir: Path, report: Path) -> None:
+    """Replace the block between ``<!-- report: RUN_DIR -->`` and ``<!-- /report -->`` in ``markdown`` with the
+    report's tables (its headings one level down, plots linked relative to ``markdown``)."""
+    markdown, run_dir = Path(markdown), Path(run_dir)
+    text = markdown.read_text(encoding="utf-8") if markdown.is_file() else ""
+    begin = f"<!-- report: {run_dir.as_posix()} -->"
+    end = "<!-- /report -->"
+    head, found, rest = text.partition(begin)
+    if not found or end not in rest:
+        raise CourseCorrectError(f"{markdown}: no block '{begin}' ... '{end}' to fill")
+    body = []
+    relative = Path(os.path.relpath(report.parent, markdown.parent)).as_posix()
+    for line in report.read_text(encoding="utf-8").splitlines()[1:]:
+        if line.startswith("#"):
+            line = "#" + line
+        line = re.sub(r"\]\(([^/)]+\.png)\)", lambda m: f"]({relative}/{m.group(1)})", line)
+        body.append(line)
+    atomic_write_text(markdown, head + begin + "\n" + "\n".join(body).strip() + "\n" + end + rest.split(end, 1)[1])

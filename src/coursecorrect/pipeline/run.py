@@ -18,28 +18,43 @@ resumes the first unfinished one (collection and evaluation also resume inside t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from coursecorrect.agent.runner import AgentConfig
 from coursecorrect.config import Config
 from coursecorrect.console import console
-from coursecorrect.data.conversation import read_conversations, write_conversations
+from coursecorrect.data.conversation import Conversation, read_conversations, write_conversations
 from coursecorrect.envs import EnvConfig
 from coursecorrect.errors import ConfigError
+from coursecorrect.eval.critic_accuracy import critic_agreement, records_from_trees
 from coursecorrect.eval.harness import EvalConfig, evaluate
 from coursecorrect.eval.revision_ability import RevisionAbilityConfig, revision_ability
 from coursecorrect.llm import MANAGED_BACKENDS, LLMConfig
 from coursecorrect.pipeline.actor import Actor
 from coursecorrect.pipeline.report import write_report
 from coursecorrect.pipeline.rundir import RunDir, run_stage
-from coursecorrect.revision.build import BuildConfig, build_data, gold_conversations, write_data
+from coursecorrect.revision.build import (
+    DATA_FILE,
+    BuildConfig,
+    BuildResult,
+    build_data,
+    gold_conversations,
+    summarize,
+    write_data,
+)
+from coursecorrect.revision.preferences import preference_pairs, read_preferences, write_preferences
 from coursecorrect.search.collect import CollectConfig, collect
 from coursecorrect.search.mcts import MCTSConfig
-from coursecorrect.search.tree import load_trees
+from coursecorrect.search.tree import Tree, load_trees, trees_digest
+from coursecorrect.train.dpo import DPOStageConfig, train_dpo
 from coursecorrect.train.sft import TrainConfig, train_sft
+
+PREFERENCES_FILE = "preferences.jsonl"
+TEXTCRAFT = "textcraft"
 
 
 class WarmStartConfig(Config):
@@ -51,6 +66,7 @@ class WarmStartConfig(Config):
     task_ids: list[int] | None = Field(None, description="these tasks instead of the split's")
     epochs: float = Field(2, gt=0, description="epochs over the gold data")
     max_steps: int | None = Field(None, ge=1, description="optimizer steps instead of epochs")
+    seed: int = Field(0, description="training seed of the warm start (compare shares one warm start across seeds)")
 
 
 class RunCollectConfig(Config):
@@ -71,6 +87,9 @@ class RunDataConfig(BuildConfig):
         default_factory=lambda: [0.5, 0.7, 1.0],
         description="α of iterations 1, 2, 3, ... (the last one repeats for further iterations)",
     )
+    accumulate: bool = Field(
+        False, description="train iteration i on the data of iterations 1..i (false: on iteration i's data only)"
+    )
 
 
 class RunTrainConfig(TrainConfig):
@@ -78,6 +97,14 @@ class RunTrainConfig(TrainConfig):
 
     epochs_first: float = Field(3, gt=0, description="epochs of iteration 1 (the paper: 3)")
     epochs_later: float = Field(1, gt=0, description="epochs of later iterations (the paper: 1)")
+    start: Literal["previous", "initial"] = Field(
+        "previous",
+        description="where iteration i's training starts: the previous iteration's model (Agent-R), or the starting "
+        "model, as STaR does (pair it with data.accumulate)",
+    )
+    mix_gold: bool = Field(
+        False, description="mix the warm start's expert trajectories in as the general data of Eq. 6 (mix_ratio = η)"
+    )
 
 
 class RunEvalConfig(Config):
@@ -109,9 +136,16 @@ class RunConfig(Config):
     data: RunDataConfig = Field(default_factory=RunDataConfig)
     train: RunTrainConfig = Field(default_factory=RunTrainConfig)
     eval: RunEvalConfig = Field(default_factory=RunEvalConfig)
+    dpo: DPOStageConfig | None = Field(
+        None, description="after each iteration's SFT, DPO on (good, bad) leaf pairs of its trees: ETO (data.mode good)"
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> RunConfig:
+        if self.train.mix_gold and (self.train.mix_data is not None or not self.warm_start.enabled):
+            raise ValueError("train.mix_gold mixes in the warm start's data: it needs warm_start.enabled, no mix_data")
+        if self.data.mode == "gold" and self.dpo is not None:
+            raise ValueError("dpo needs search trees, and data.mode 'gold' searches none")
         if self.model.backend == "openai":
             raise ValueError(
                 "run fine-tunes a new model every iteration, so it needs backend 'transformers' or an engine "
@@ -130,38 +164,61 @@ def run_pipeline(config: RunConfig, out_dir: Path, progress: bool = True) -> Pat
     run = RunDir.open(out_dir, config)
     actor = Actor(config.model)
     try:
-        current = config.model.model
-        if config.warm_start.enabled:
-            summary = run_stage(run, "warm_start", None, lambda path: _warm_start(config, path, progress))
-            current = summary["model"]
-        run_stage(run, "eval", None, lambda path: _evaluate(config, current, path, actor, progress))
-        for i in range(1, config.iterations + 1):
-            model_i = current
-            run_stage(run, "collect", i, lambda path, m=model_i: _collect(config, m, path, actor, progress))
-            run_stage(run, "data", i, lambda path, i=i, m=model_i: _build(config, i, m, run, path, actor))
-            actor.release()  # training needs the memory; the next stage reloads the new model
-            trained = run_stage(run, "train", i, lambda path, i=i, m=model_i: _train(config, i, m, run, path, progress))
-            current = trained["model"]
-            run_stage(run, "eval", i, lambda path, m=current: _evaluate(config, m, path, actor, progress))
-            if config.eval.revision_ability:
-                run_stage(run, "revision", i, lambda path, m=current: _revision(config, m, run, path, actor, progress))
+        run_loop(config, run, actor, progress)
     finally:
         actor.release()
     return write_report(run.root)
 
 
+def run_loop(
+    config: RunConfig, run: RunDir, actor: Actor, progress: bool = True,
+    train_steps: Callable[[int], int | None] | None = None,
+) -> None:
+    """The stages of ``config`` in ``run`` (stages already done are skipped). ``train_steps(i)``, if given,
+    fixes iteration ``i``'s optimizer steps (``compare``'s gold control trains as long as Agent-R)."""
+    current = config.model.model
+    if config.warm_start.enabled:
+        summary = run_stage(run, "warm_start", None, lambda path: _warm_start(config, path, progress))
+        current = summary["model"]
+    start = current
+    run_stage(run, "eval", None, lambda path: _evaluate(config, current, path, actor, progress))
+    searches = config.data.mode != "gold"
+    for i in range(1, config.iterations + 1):
+        model_i = current
+        if searches:
+            run_stage(run, "collect", i, lambda path, m=model_i: _collect(config, m, path, actor, progress))
+        run_stage(run, "data", i, lambda path, i=i, m=model_i: _build(config, i, m, run, path, actor))
+        actor.release()  # training needs the memory; the next stage reloads the new model
+        base = model_i if config.train.start == "previous" else start
+        steps = train_steps(i) if train_steps else None
+        trained = run_stage(
+            run, "train", i, lambda path, i=i, m=base, n=steps: _train(config, i, m, run, path, progress, n)
+        )
+        current = trained["model"]
+        run_stage(run, "eval", i, lambda path, m=current: _evaluate(config, m, path, actor, progress))
+        if config.eval.revision_ability:
+            run_stage(run, "revision", i, lambda path, m=current: _revision(config, m, run, path, actor, progress))
+
+
 def _warm_start(config: RunConfig, path: Path, progress: bool) -> dict[str, Any]:
+    gold = _gold(config)
+    write_conversations(path / DATA_FILE, gold)
+    train = config.train.model_copy(
+        update={"epochs": config.warm_start.epochs, "max_steps": config.warm_start.max_steps,
+                "seed": config.warm_start.seed, "mix_data": None}
+    )
+    summary = train_sft(_train_config(train), gold, path, progress=progress, base_model=config.model.model)
+    return {"gold_trajectories": len(gold), "train": summary, "model": str(path / "model")}
+
+
+def _gold(config: RunConfig) -> list[Conversation]:
+    """The expert trajectories of the warm start's tasks, in every env."""
     gold = []
     for env_config in config.envs:
         with env_config.make() as env:
             ids = config.warm_start.task_ids or env.task_ids(config.warm_start.split)
             gold += gold_conversations(env, ids[: config.warm_start.limit])
-    write_conversations(path / "data.jsonl", gold)
-    train = config.train.model_copy(
-        update={"epochs": config.warm_start.epochs, "max_steps": config.warm_start.max_steps}
-    )
-    summary = train_sft(_train_config(train), gold, path, progress=progress, base_model=config.model.model)
-    return {"gold_trajectories": len(gold), "train": summary, "model": str(path / "model")}
+    return gold
 
 
 def _evaluate(config: RunConfig, model: str, path: Path, actor: Actor, progress: bool) -> dict[str, Any]:
@@ -188,27 +245,68 @@ def _collect(config: RunConfig, model: str, path: Path, actor: Actor, progress: 
 
 
 def _build(config: RunConfig, iteration: int, model: str, run: RunDir, path: Path, actor: Actor) -> dict[str, Any]:
+    if config.data.mode == "gold":
+        gold = _gold(config)
+        write_data(BuildResult(gold, summarize(gold)), path)
+        return {"examples": len(gold), "counts": summarize(gold)}
     alphas = config.data.alphas
     alpha = alphas[min(iteration, len(alphas)) - 1]
     build = BuildConfig.model_validate(
-        {**config.data.model_dump(exclude={"alphas"}), "pairs": {**config.data.pairs.model_dump(), "alpha": alpha}}
+        {**config.data.model_dump(exclude={"alphas", "accumulate"}),
+         "pairs": {**config.data.pairs.model_dump(), "alpha": alpha}}
     )
-    trees = [tree for env in config.envs for tree in load_trees(run.stage("collect", iteration).path / env.name)]
+    folder = run.stage("collect", iteration).path
+    trees = [tree for env in config.envs for tree in load_trees(folder / env.name)]
     result = build_data(trees, build, llm=actor.get(model) if build.needs_model else None)
     write_data(result, path)
-    served = {"served": actor.served()} if build.needs_model else {}
-    return {"alpha": alpha, "examples": len(result.conversations), "counts": result.counts, **served}
+    summary: dict[str, Any] = {"alpha": alpha, "examples": len(result.conversations), "counts": result.counts,
+                               "trees": {"folder": str(folder), "sha256": trees_digest(folder)}}
+    if config.dpo is not None:
+        pairs = preference_pairs(trees, build.pairs)
+        write_preferences(path / PREFERENCES_FILE, pairs)
+        summary["preference_pairs"] = len(pairs)
+    if build.needs_model:
+        summary["served"] = actor.served()
+    if build.mode == "agent-r" and (accuracy := _critic_accuracy(config, result.conversations, trees)):
+        summary["critic_accuracy"] = accuracy
+    return summary
 
 
-def _train(config: RunConfig, iteration: int, model: str, run: RunDir, path: Path, progress: bool) -> dict[str, Any]:
-    data = list(read_conversations(run.stage("data", iteration).path / "data.jsonl"))
-    if not data:
+def _critic_accuracy(config: RunConfig, data: list[Conversation], trees: list[Tree]) -> dict[str, Any] | None:
+    """How often the critic named the step where the bad path first leaves every shortest expert plan
+    (envs with a plan distance only: TextCraft)."""
+    metas = [c.meta for c in data if c.meta["kind"] == "revision" and c.meta["env"] == TEXTCRAFT]
+    env = next((e for e in config.envs if e.name == TEXTCRAFT), None)
+    if not metas or env is None:
+        return None
+    return critic_agreement(records_from_trees(metas, trees), env.make)
+
+
+def _train(
+    config: RunConfig, iteration: int, model: str, run: RunDir, path: Path, progress: bool, steps: int | None = None
+) -> dict[str, Any]:
+    iterations = range(1, iteration + 1) if config.data.accumulate else [iteration]
+    data = [c for i in iterations for c in read_conversations(run.stage("data", i).path / DATA_FILE)]
+    summary: dict[str, Any] = {"examples": len(data)}
+    if data:
+        epochs = config.train.epochs_first if iteration == 1 else config.train.epochs_later
+        update: dict[str, Any] = {"epochs": epochs}
+        if steps is not None:
+            update["max_steps"] = steps
+        if config.train.mix_gold:
+            update["mix_data"] = run.stage("warm_start").path / DATA_FILE
+        train = config.train.model_copy(update=update)
+        summary |= train_sft(_train_config(train), data, path, progress=progress, base_model=model)
+        model = str(path / "model")
+    if config.dpo is not None:
+        pairs = read_preferences(run.stage("data", iteration).path / PREFERENCES_FILE)
+        if pairs:
+            summary["dpo"] = train_dpo(config.dpo, pairs, path / "dpo", sft_model=model, progress=progress)
+            model = summary["dpo"]["model_path"]
+    if not data and "dpo" not in summary:
         console.print("[yellow]no training data this iteration: the model is carried over unchanged[/yellow]")
-        return {"skipped": "no training data", "model": model}
-    epochs = config.train.epochs_first if iteration == 1 else config.train.epochs_later
-    train = config.train.model_copy(update={"epochs": epochs})
-    summary = train_sft(_train_config(train), data, path, progress=progress, base_model=model)
-    return {**summary, "model": str(path / "model")}
+        summary["skipped"] = "no training data"
+    return {**summary, "model": model}
 
 
 def _revision(config: RunConfig, model: str, run: RunDir, path: Path, actor: Actor, progress: bool) -> dict[str, Any]:
@@ -225,7 +323,7 @@ def _revision(config: RunConfig, model: str, run: RunDir, path: Path, actor: Act
 
 def _train_config(train: RunTrainConfig) -> TrainConfig:
     """The plain training config of a run's train section."""
-    return TrainConfig.model_validate(train.model_dump(exclude={"epochs_first", "epochs_later"}))
+    return TrainConfig.model_validate(train.model_dump(exclude={"epochs_first", "epochs_later", "start", "mix_gold"}))
 
 
 def check_run_config(config: RunConfig) -> None:

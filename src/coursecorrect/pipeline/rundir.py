@@ -7,6 +7,8 @@
       eval/                  stages outside the iteration loop sit at the top level
 
 A re-run of the same command skips every stage with a DONE.json and resumes the first one without.
+A run may take some stages from elsewhere (``shared``): ``compare`` gives every method one warm start, one
+iteration-0 evaluation and one set of iteration-1 trees.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,15 +55,16 @@ class StageDir:
 
 @dataclass(frozen=True)
 class RunDir:
-    """A run's root folder."""
+    """A run's root folder; ``shared`` maps stage keys (``"eval"``, ``"iter_1/collect"``) to folders elsewhere."""
 
     root: Path
+    shared: Mapping[str, Path] = field(default_factory=dict)
 
     @classmethod
-    def open(cls, root: Path, config: Config | None = None) -> RunDir:
+    def open(cls, root: Path, config: Config | None = None, shared: Mapping[str, Path] | None = None) -> RunDir:
         """Create or reopen a run directory. With ``config``, a new run saves it and a reopened run must
         have been started with the same config (resuming under changed settings would mix results)."""
-        run = cls(Path(root))
+        run = cls(Path(root), dict(shared or {}))
         run.root.mkdir(parents=True, exist_ok=True)
         if config is not None:
             text = dump_config(config)
@@ -81,9 +84,19 @@ class RunDir:
             raise ValueError(f"stage names are lowercase words, got {name!r}")
         if iteration is not None and iteration < 1:
             raise ValueError(f"iterations count from 1, got {iteration}")
-        path = self.root / (f"iter_{iteration}" if iteration is not None else "") / name
+        path = self.path_of(name, iteration)
         path.mkdir(parents=True, exist_ok=True)
         return StageDir(path)
+
+    def path_of(self, name: str, iteration: int | None = None) -> Path:
+        """Where stage ``name`` (of ``iteration``) lives, without creating it."""
+        key = f"iter_{iteration}/{name}" if iteration is not None else name
+        return Path(self.shared.get(key, self.root / key))
+
+    def iterations(self) -> list[int]:
+        """The iterations that have a folder, here or among the shared stages."""
+        keys = [p.name for p in self.root.glob("iter_*")] + [k.split("/")[0] for k in self.shared]
+        return sorted({int(k.split("_")[1]) for k in keys if re.fullmatch(r"iter_[0-9]+", k)})
 
 
 def run_stage(run: RunDir, name: str, iteration: int | None, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:

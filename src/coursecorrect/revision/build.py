@@ -9,6 +9,8 @@ Modes:
 - ``gold``: the env's expert trajectories (:func:`gold_conversations`), built from an env, not from trees.
 
 Leaf trajectories are whole conversations to a leaf (every agent turn trained), de-duplicated per tree.
+Two knobs thin the result against self-training collapse: ``dedup = "actions"`` keeps one trajectory per
+action sequence (near-copies differ only in their thoughts), and ``max_per_task`` caps each task's share.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
+from coursecorrect.agent.parsing import parse_action
 from coursecorrect.agent.prompt import episode_start
 from coursecorrect.config import Config
 from coursecorrect.data.conversation import Conversation, Message, write_conversations
@@ -49,7 +52,13 @@ class BuildConfig(Config):
     pairs: PairConfig = Field(default_factory=PairConfig, description="which leaf pairs become revisions")
     value_threshold: float = Field(0.0, description="value critic: a step with Q at most this is an error")
     critic_max_new_tokens: int = Field(128, ge=1, description="model critic: tokens per judgement")
-    seed: int = Field(0, description="seed of the revision-thought choice")
+    seed: int = Field(0, description="seed of the revision-thought choice and of the per-task cap's sample")
+    dedup: Literal["text", "actions"] = Field(
+        "text", description="drop repeats of the same text (text), or of the same actions and observations (actions)"
+    )
+    max_per_task: int | None = Field(
+        None, ge=1, description="keep at most this many trajectories per task (a seeded sample, kinds kept in order)"
+    )
 
     @property
     def critic_name(self) -> str:
@@ -136,8 +145,35 @@ def build_data(trees: Sequence[Tree], config: BuildConfig, llm: LLM | None = Non
     kind = _leaf_kind(config)
     for tree in trees:
         by_tree[id(tree)] += leaf_conversations(tree, kind)
-    conversations = [c for tree in trees for c in by_tree[id(tree)]]
+    conversations = [c for tree in trees for c in thin(by_tree[id(tree)], config)]
     return BuildResult(conversations, summarize(conversations, trees=trees, pairs=pairs))
+
+
+def action_key(conversation: Conversation) -> tuple[tuple[str, str | None, bool], ...]:
+    """What a trajectory does, without its thoughts: each turn's action (assistant) or observation (user)
+    and whether it is trained. Two trajectories with one key teach the same moves."""
+    return tuple(
+        (m.role, parse_action(m.content) if m.role == "assistant" else m.content, m.loss) for m in conversation.messages
+    )
+
+
+def thin(conversations: list[Conversation], config: BuildConfig) -> list[Conversation]:
+    """One task's trajectories after ``config.dedup`` and ``config.max_per_task`` (order kept)."""
+    if config.dedup == "actions":
+        seen: set[tuple[tuple[str, str | None, bool], ...]] = set()
+        unique = []
+        for conversation in conversations:
+            if (key := action_key(conversation)) not in seen:
+                seen.add(key)
+                unique.append(conversation)
+        conversations = unique
+    cap = config.max_per_task
+    if cap is None or len(conversations) <= cap:
+        return conversations
+    meta = conversations[0].meta
+    rng = random.Random(f"coursecorrect-cap:{config.seed}:{meta['env']}:{meta['task_id']}")
+    keep = set(rng.sample(range(len(conversations)), cap))
+    return [c for i, c in enumerate(conversations) if i in keep]
 
 
 GET = re.compile(r"get ([0-9]+) (.+)")

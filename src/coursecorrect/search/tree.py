@@ -11,6 +11,7 @@ root, by its response (assistant turn) and its observation (user turn) — see :
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -213,3 +214,12 @@ def load_trees(path: Path) -> list[Tree]:
     folder = path / "trees" if (path / "trees").is_dir() else path
     trees = [Tree.load(p) for p in folder.glob("task_*.json")]
     return sorted(trees, key=lambda t: t.task_id)
+
+
+def trees_digest(path: Path) -> str:
+    """SHA-256 over the tree files under ``path`` (names and bytes, in name order): equal digests mean
+    byte-identical trees."""
+    digest = hashlib.sha256()
+    for file in sorted(Path(path).rglob("task_*.json")):
+        digest.update(file.relative_to(path).as_posix().encode() + b"\0" + file.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,253 @@
+"""The report of a ``compare`` folder, in the form of Agent-R's tables, with 95% intervals.
+
+Everything is read back from the run folders (per-episode JSONL, stage summaries), so ``coursecorrect report``
+redraws it at any point and from the small artefacts alone (no models, no trees):
+
+- Table 2: test success per method and iteration. A cell is the mean over test tasks of each task's mean over
+  seeds, with a bootstrap interval over the tasks; ``seeds`` gives the spread of the seeds' own means (Student
+  t); ``vs REF`` is the paired difference to the reference method over tasks, "within its interval" when that
+  interval contains 0.
+- Table 3: revision ability (the starting model's failed episodes, continued), the same way.
+- Table 1: training data per iteration (mean over seeds), with the model critic's agreement with the expert.
+- Loops: repeated action sub-sequences per episode in the last iteration.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from statistics import mean
+from typing import Any
+
+import yaml
+
+from coursecorrect.data.conversation import read_conversations
+from coursecorrect.eval.intervals import (
+    Interval,
+    describe_difference,
+    paired_difference,
+    seed_spread,
+    task_by_seed_interval,
+)
+from coursecorrect.eval.metrics import LOOP_LENGTHS
+from coursecorrect.io import atomic_write_text
+from coursecorrect.pipeline.compare import method_dir, shared_stages
+from coursecorrect.pipeline.report import REPORT_FILE, _save, collect_results
+from coursecorrect.pipeline.rundir import RunDir
+
+EPISODES = "episodes.jsonl"
+Scores = dict[tuple[str, int], list[float]]  # (env, task id) -> one value per seed
+
+
+def is_compare_folder(root: Path) -> bool:
+    config = Path(root) / "config.yaml"
+    return config.is_file() and "methods" in (yaml.safe_load(config.read_text(encoding="utf-8")) or {})
+
+
+def _episodes(folder: Path) -> dict[tuple[str, int], float]:
+    """Success per (env, task) of the episode files under a stage folder (one folder per env)."""
+    out = {}
+    for path in sorted(folder.glob(f"*/{EPISODES}")):
+        for episode in read_conversations(path):
+            out[(path.parent.name, int(episode.meta["task_id"]))] = float(episode.meta["success"])
+    return out
+
+
+def load_compare(root: Path) -> dict[str, Any]:
+    """Per method and iteration: successes by task and seed, revision ability likewise, and stage summaries."""
+    root = Path(root)
+    config = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
+    methods, seeds = config["methods"], config["seeds"]
+    success: dict[str, dict[int, Scores]] = {m: defaultdict(lambda: defaultdict(list)) for m in methods}
+    revision: dict[str, dict[int, Scores]] = {m: defaultdict(lambda: defaultdict(list)) for m in methods}
+    seed_means: dict[str, dict[int, list[float]]] = {m: defaultdict(list) for m in methods}
+    summaries: dict[str, dict[int, list[dict[str, Any]]]] = {m: defaultdict(list) for m in methods}
+    start = _episodes(root / "eval")
+    for method in methods:
+        for seed in seeds:
+            run = RunDir(method_dir(root, seed, method), shared_stages(root, seed))
+            if not run.root.is_dir():
+                continue
+            results = collect_results(run)["iterations"]
+            for i, stages in results.items():
+                summaries[method][i].append(stages)
+                if "eval" not in stages:
+                    continue
+                scores = start if i == 0 else _episodes(run.path_of("eval", i))
+                for key, value in scores.items():
+                    success[method][i][key].append(value)
+                if scores:
+                    seed_means[method][i].append(mean(scores.values()))
+                if "revision" in stages:
+                    for key, value in _episodes(run.path_of("revision", i)).items():
+                        revision[method][i][key].append(value)
+    return {"config": config, "methods": methods, "seeds": seeds, "success": success, "revision": revision,
+            "seed_means": seed_means, "summaries": summaries}
+
+
+def _complete(scores: Scores) -> Scores:
+    """Only the tasks every finished seed played (a seed still running would bias the mean)."""
+    most = max((len(v) for v in scores.values()), default=0)
+    return {k: v for k, v in scores.items() if len(v) == most}
+
+
+def _cell(scores: Scores) -> str:
+    scores = _complete(scores)
+    if not scores:
+        return "–"
+    interval = task_by_seed_interval(scores)
+    return f"{_pct(interval)} (n={len(scores)}×{len(next(iter(scores.values())))})"
+
+
+def _pct(interval: Interval) -> str:
+    return f"{100 * interval.estimate:.1f} [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+
+
+def _per_task(scores: Scores) -> dict[tuple[str, int], float]:
+    return {k: mean(v) for k, v in _complete(scores).items()}
+
+
+def write_compare_report(root: Path) -> Path:
+    """Write ``report.md`` and plots for the compare folder ``root``; return the report's path."""
+    root = Path(root)
+    data = load_compare(root)
+    methods = data["methods"]
+    iterations = sorted({i for m in methods for i in data["success"][m]})
+    reference = data["config"].get("control_steps_like", "agent-r")
+    last = iterations[-1] if iterations else 0
+    lines = [f"# Compare report: {root.name}", "",
+             f"Methods: {', '.join(methods)}; seeds: {', '.join(map(str, data['seeds']))}. Cells: % [95% interval] "
+             "(n = test tasks × seeds).", ""]
+    lines += _table2(data, iterations, reference, last)
+    lines += _table3(data, iterations)
+    lines += _table1(data, iterations)
+    lines += _loops(data, last)
+    plots = _plots(root, data, iterations)
+    if plots:
+        lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
+    lines += [
+        "Intervals: percentile bootstrap over test tasks of each task's mean over seeds; `seeds` is the mean of "
+        "the seeds' own success rates ± Student-t 95% half-width. A difference is paired by task; one whose "
+        "interval contains 0 is printed as within its interval.", "",
+    ]
+    path = root / REPORT_FILE
+    atomic_write_text(path, "\n".join(lines))
+    return path
+
+
+def _table2(data: dict[str, Any], iterations: list[int], reference: str, last: int) -> list[str]:
+    header = ["method"] + [f"iter {i}" for i in iterations] + [f"seeds (iter {last})", f"vs {reference} (iter {last})"]
+    lines = ["## Table 2: test success (%)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    ref = _per_task(data["success"].get(reference, {}).get(last, {}))
+    for method in data["methods"]:
+        by_iter = data["success"][method]
+        row = [method] + [_cell(by_iter.get(i, {})) for i in iterations]
+        seeds = data["seed_means"][method].get(last, [])
+        row.append(_pct(seed_spread(seeds)) + f" ({len(seeds)} seeds)" if seeds else "–")
+        mine = _per_task(by_iter.get(last, {}))
+        if method == reference or not ref or not mine or not set(ref) & set(mine):
+            row.append("–")
+        else:
+            row.append(describe_difference(_scaled(paired_difference(mine, ref))))
+        lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
+def _scaled(interval: Interval) -> Interval:
+    """An interval in percentage points."""
+    return Interval(100 * interval.estimate, 100 * interval.low, 100 * interval.high, interval.level)
+
+
+def _table3(data: dict[str, Any], iterations: list[int]) -> list[str]:
+    later = [i for i in iterations if i > 0]
+    if not any(data["revision"][m].get(i) for m in data["methods"] for i in later):
+        return []
+    header = ["method"] + [f"iter {i}" for i in later]
+    lines = ["## Table 3: revision ability (%)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in data["methods"]:
+        lines.append("| " + " | ".join([method] + [_cell(data["revision"][method].get(i, {})) for i in later]) + " |")
+    return lines + [""]
+
+
+DATA_KINDS = ("pairs", "revision", "good", "optimal", "gold")
+
+
+def _table1(data: dict[str, Any], iterations: list[int]) -> list[str]:
+    header = ["method", "iter", *DATA_KINDS, "preference pairs", "train steps", "critic = expert"]
+    lines = ["## Table 1: training data per iteration (mean over seeds)", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for method in data["methods"]:
+        for i in iterations:
+            runs = [s for s in data["summaries"][method].get(i, []) if "data" in s]
+            if not runs:
+                continue
+            counts = [_sum_envs(s["data"].get("counts", {})) for s in runs]
+            row = [method, str(i)] + [f"{mean(c.get(k, 0) for c in counts):g}" for k in DATA_KINDS]
+            row.append(_mean_of([s["data"].get("preference_pairs") for s in runs]))
+            row.append(_mean_of([s.get("train", {}).get("steps") for s in runs]))
+            agreement = [s["data"].get("critic_accuracy") for s in runs if s["data"].get("critic_accuracy")]
+            row.append(_agreement(agreement))
+            lines.append("| " + " | ".join(row) + " |")
+    return lines + [""]
+
+
+def _sum_envs(counts: dict[str, dict[str, Any]]) -> dict[str, float]:
+    return {k: sum(env.get(k) or 0 for env in counts.values()) for k in DATA_KINDS}
+
+
+def _mean_of(values: list[Any]) -> str:
+    numbers = [v for v in values if isinstance(v, int | float)]
+    return f"{mean(numbers):g}" if numbers else "–"
+
+
+def _agreement(records: list[dict[str, Any]]) -> str:
+    pairs = sum(r.get("pairs", 0) for r in records)
+    exact = sum(r.get("exact", 0) for r in records)
+    return f"{exact}/{pairs} ({100 * exact / pairs:.0f}%)" if pairs else "–"
+
+
+def _loops(data: dict[str, Any], last: int) -> list[str]:
+    header = ["method", *(f"length {k}" for k in LOOP_LENGTHS)]
+    lines = [f"## Loops: repeated action sub-sequences per episode (iteration {last}, mean over seeds)", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for method in data["methods"]:
+        runs = [s["eval"]["envs"] for s in data["summaries"][method].get(last, []) if "eval" in s]
+        if not runs:
+            continue
+        cells = [f"{mean(mean(e['repeated_actions'][str(k)] for e in envs.values()) for envs in runs):.2f}"
+                 for k in LOOP_LENGTHS]
+        lines.append("| " + " | ".join([method, *cells]) + " |")
+    return lines + [""]
+
+
+def _plots(root: Path, data: dict[str, Any], iterations: list[int]) -> list[str]:
+    """Success per iteration per method, with the 95% band."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    written = []
+    for name, key, title in (("compare_success.png", "success", "Test success"),
+                             ("compare_revision.png", "revision", "Revision ability")):
+        fig, ax = plt.subplots(figsize=(6, 4))
+        drawn = False
+        for method in data["methods"]:
+            done = [(i, s) for i in iterations if (s := _complete(data[key][method].get(i, {})))]
+            points = [(i, task_by_seed_interval(s)) for i, s in done]
+            if not points:
+                continue
+            xs = [i for i, _ in points]
+            line, = ax.plot(xs, [100 * p.estimate for _, p in points], marker="o", label=method)
+            ax.fill_between(xs, [100 * p.low for _, p in points], [100 * p.high for _, p in points],
+                            color=line.get_color(), alpha=0.15)
+            drawn = True
+        if not drawn:
+            plt.close(fig)
+            continue
+        ax.set(xlabel="iteration", ylabel="%", title=f"{title} (95% bands)", ylim=(0, 100))
+        ax.set_xticks(iterations)
+        ax.legend(fontsize="small")
+        written.append(_save(fig, root / name))
+    return written
+
