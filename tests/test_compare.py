@@ -34,7 +34,7 @@ def test_methods_share_the_warm_start_first_eval_and_iteration_1_trees_then_resu
             run = method_dir(tmp_path, seed, method)
             assert not (run / "warm_start").exists() and not (run / "iter_1" / "collect").exists()
             data = json.loads((run / "iter_1" / "data" / "DONE.json").read_text())
-            assert data["trees"] == {"folder": str(shared), "sha256": digest}
+            assert data["trees_sha256"] == digest
             assert (run / "iter_1" / "eval" / "textcraft" / "episodes.jsonl").is_file()
         assert not (method_dir(tmp_path, seed, "gold") / "iter_1" / "collect").exists()  # the control searches none
         assert (method_dir(tmp_path, seed, "eto") / "iter_1" / "data" / "preferences.jsonl").is_file()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -41,6 +42,7 @@ def test_run_finishes_every_stage_then_resumes_without_redoing_work(tmp_path):
     assert (tmp_path / "iter_1" / "eval" / "textcraft" / "episodes.jsonl").is_file()
     text = report.read_text()
     assert "## Results per iteration" in text and "| 0 |" in text and "| 1 |" in text
+    assert "## Success with 95% intervals" in text and "| 1 | 0/2 |" in text
     assert (tmp_path / "success.png").stat().st_size > 1000
 
     run_pipeline(config, tmp_path, progress=False)  # everything is done: nothing runs again
@@ -52,6 +54,15 @@ def test_run_finishes_every_stage_then_resumes_without_redoing_work(tmp_path):
     assert again["iter_1/eval"] != times["iter_1/eval"]
     unchanged = [stage for stage in STAGES if stage != "iter_1/eval"]
     assert [again[s] for s in unchanged] == [times[s] for s in unchanged]
+
+    # carried to another machine with what git keeps: no models, no trees
+    shutil.rmtree(tmp_path / "warm_start" / "model")
+    shutil.rmtree(tmp_path / "iter_1" / "collect" / "textcraft" / "trees")
+    run_pipeline(config, tmp_path, progress=False)
+    moved = _done_times(tmp_path)
+    assert (tmp_path / "warm_start" / "model" / "config.json").is_file()  # remade: later stages train from it
+    assert moved["warm_start"] != again["warm_start"]
+    assert moved["iter_1/collect"] == again["iter_1/collect"]  # its data is built: the trees are not needed
 
 
 def test_run_refuses_a_folder_started_with_another_config(tmp_path):

@@ -34,6 +34,7 @@ class EvalConfig(Config):
     agent: AgentConfig = Field(default_factory=AgentConfig)
     split: str = Field("test", description="task split to play (train, test, all)")
     limit: int | None = Field(None, ge=1, description="play only the first N tasks of the split")
+    task_ids: list[int] | None = Field(None, description="play these tasks instead of the split's (then limit)")
 
 
 def evaluate(config: EvalConfig, out_dir: Path, llm: LLM | None = None, progress: bool = True) -> dict[str, Any]:
@@ -43,7 +44,7 @@ def evaluate(config: EvalConfig, out_dir: Path, llm: LLM | None = None, progress
     episodes_path = run.root / EPISODES_FILE
     done = list(read_conversations(episodes_path)) if episodes_path.exists() else []
     with config.env.make() as probe:
-        task_ids = probe.task_ids(config.split)[: config.limit]
+        task_ids = (config.task_ids or probe.task_ids(config.split))[: config.limit]
     finished = {c.meta["task_id"] for c in done}
     todo = [t for t in task_ids if t not in finished]
     start = time.perf_counter()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
 from coursecorrect.config import apply_overrides, read_config_file, validate_config
 from coursecorrect.console import console
@@ -35,7 +36,23 @@ def _run(data: dict, source: str, out: Path, progress: bool) -> None:
     spec = validate_config(RunConfig, data, source=source)
     start = time.perf_counter()
     report = run_pipeline(spec, out, progress=progress)
+    console.print(success_table(out))
     console.print(f"[bold]done[/bold] in {time.perf_counter() - start:.0f} s this session; report: {report}")
+
+
+def success_table(out: Path) -> Table:
+    """The run's test success per iteration, with 95% intervals and the change from iteration 0."""
+    from coursecorrect.eval.intervals import describe_difference
+    from coursecorrect.pipeline.report import format_percent, in_points, interval_rows
+    from coursecorrect.pipeline.rundir import RunDir
+
+    table = Table(title="Test success (95% bootstrap intervals over tasks; change paired by task)")
+    for column in ("iteration", "solved", "success %", "vs iteration 0 (points)"):
+        table.add_column(column)
+    for i, solved, n, interval, diff in interval_rows(RunDir(out)):
+        change = describe_difference(in_points(diff), digits=1) if diff is not None else "–"
+        table.add_row(str(i), f"{solved}/{n}", format_percent(interval), change)
+    return table
 
 
 def run_command(

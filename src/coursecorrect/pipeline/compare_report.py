@@ -23,7 +23,6 @@ import yaml
 
 from coursecorrect.data.conversation import read_conversations
 from coursecorrect.eval.intervals import (
-    Interval,
     describe_difference,
     paired_difference,
     seed_spread,
@@ -32,7 +31,7 @@ from coursecorrect.eval.intervals import (
 from coursecorrect.eval.metrics import LOOP_LENGTHS
 from coursecorrect.io import atomic_write_text
 from coursecorrect.pipeline.compare import method_dir, shared_stages
-from coursecorrect.pipeline.report import REPORT_FILE, _save, collect_results
+from coursecorrect.pipeline.report import REPORT_FILE, collect_results, format_percent, in_points, save_figure
 from coursecorrect.pipeline.rundir import RunDir
 
 EPISODES = "episodes.jsonl"
@@ -96,11 +95,7 @@ def _cell(scores: Scores) -> str:
     if not scores:
         return "–"
     interval = task_by_seed_interval(scores)
-    return f"{_pct(interval)} (n={len(scores)}×{len(next(iter(scores.values())))})"
-
-
-def _pct(interval: Interval) -> str:
-    return f"{100 * interval.estimate:.1f} [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
+    return f"{format_percent(interval)} (n={len(scores)}×{len(next(iter(scores.values())))})"
 
 
 def _per_task(scores: Scores) -> dict[tuple[str, int], float]:
@@ -143,19 +138,15 @@ def _table2(data: dict[str, Any], iterations: list[int], reference: str, last: i
         by_iter = data["success"][method]
         row = [method] + [_cell(by_iter.get(i, {})) for i in iterations]
         seeds = data["seed_means"][method].get(last, [])
-        row.append(_pct(seed_spread(seeds)) + f" ({len(seeds)} seeds)" if seeds else "–")
+        plural = "s" if len(seeds) > 1 else ""
+        row.append(f"{format_percent(seed_spread(seeds))} ({len(seeds)} seed{plural})" if seeds else "–")
         mine = _per_task(by_iter.get(last, {}))
         if method == reference or not ref or not mine or not set(ref) & set(mine):
             row.append("–")
         else:
-            row.append(describe_difference(_scaled(paired_difference(mine, ref))))
+            row.append(describe_difference(in_points(paired_difference(mine, ref))))
         lines.append("| " + " | ".join(row) + " |")
     return lines + [""]
-
-
-def _scaled(interval: Interval) -> Interval:
-    """An interval in percentage points."""
-    return Interval(100 * interval.estimate, 100 * interval.low, 100 * interval.high, interval.level)
 
 
 def _table3(data: dict[str, Any], iterations: list[int]) -> list[str]:
@@ -248,6 +239,6 @@ def _plots(root: Path, data: dict[str, Any], iterations: list[int]) -> list[str]
         ax.set(xlabel="iteration", ylabel="%", title=f"{title} (95% bands)", ylim=(0, 100))
         ax.set_xticks(iterations)
         ax.legend(fontsize="small")
-        written.append(_save(fig, root / name))
+        written.append(save_figure(fig, root / name))
     return written
 

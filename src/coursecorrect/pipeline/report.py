@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from coursecorrect.errors import CourseCorrectError
+from coursecorrect.eval.intervals import Interval, bootstrap_mean, describe_difference, paired_difference
 from coursecorrect.eval.metrics import LOOP_LENGTHS
 from coursecorrect.io import atomic_write_text
 from coursecorrect.pipeline.rundir import RunDir, StageDir
@@ -70,6 +71,7 @@ def write_report(root: Path) -> Path:
             f"{warm.get('wall_seconds', 0):.0f} s.", "",
         ]
     lines += _results_table(iterations, envs)
+    lines += interval_table(RunDir(root))
     lines += _data_table(iterations)
     lines += _time_table(results)
     plots = _plots(root, iterations, envs)
@@ -84,6 +86,53 @@ def write_report(root: Path) -> Path:
     path = root / REPORT_FILE
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _successes(folder: Path) -> dict[tuple[str, int], float]:
+    """Success per (env, task) of a stage's per-env episode files."""
+    from coursecorrect.data.conversation import read_conversations
+
+    return {(path.parent.name, int(e.meta["task_id"])): float(e.meta["success"])
+            for path in sorted(folder.glob("*/episodes.jsonl")) for e in read_conversations(path)}
+
+
+def interval_rows(run: RunDir) -> list[tuple[int, int, int, Interval, Interval | None]]:
+    """Per finished evaluation: iteration, successes, episodes, the success rate's 95% bootstrap interval over
+    test tasks, and the paired difference to iteration 0 on the same tasks (None for iteration 0)."""
+    results = collect_results(run)["iterations"]
+    start = _successes(run.path_of("eval")) if 0 in results else {}
+    rows = []
+    for i, stages in results.items():
+        if "eval" not in stages:
+            continue
+        scores = start if i == 0 else _successes(run.path_of("eval", i))
+        if not scores:
+            continue
+        common = set(scores) & set(start)
+        diff = paired_difference(scores, start) if i > 0 and common else None
+        rows.append((i, int(sum(scores.values())), len(scores), bootstrap_mean(list(scores.values())), diff))
+    return rows
+
+
+def interval_table(run: RunDir) -> list[str]:
+    """Markdown: success per iteration with its 95% interval, and the change from iteration 0."""
+    rows = interval_rows(run)
+    if not rows:
+        return []
+    lines = ["## Success with 95% intervals", "", "| iteration | solved | success % [95% interval] | vs iteration 0 "
+             "(points) |", "|---|---|---|---|"]
+    for i, solved, n, interval, diff in rows:
+        change = describe_difference(in_points(diff), digits=1) if diff is not None else "–"
+        lines.append(f"| {i} | {solved}/{n} | {format_percent(interval)} | {change} |")
+    return lines + ["", "Intervals: percentile bootstrap over test tasks; the change is paired by task.", ""]
+
+
+def in_points(interval: Interval) -> Interval:
+    return Interval(100 * interval.estimate, 100 * interval.low, 100 * interval.high, interval.level)
+
+
+def format_percent(interval: Interval) -> str:
+    return f"{100 * interval.estimate:.1f} [{100 * interval.low:.1f}, {100 * interval.high:.1f}]"
 
 
 def _results_table(iterations: dict[int, dict[str, Any]], envs: list[str]) -> list[str]:
@@ -156,7 +205,7 @@ def _plots(root: Path, iterations: dict[int, dict[str, Any]], envs: list[str]) -
         ax.set(xlabel="iteration", ylabel="%", title="Success per iteration", ylim=(0, 100))
         ax.set_xticks(sorted(evals))
         ax.legend()
-        written.append(_save(fig, root / "success.png"))
+        written.append(save_figure(fig, root / "success.png"))
         fig, ax = plt.subplots(figsize=(5, 3.5))
         width = 0.8 / len(evals)
         for j, (i, ev) in enumerate(evals.items()):
@@ -165,7 +214,7 @@ def _plots(root: Path, iterations: dict[int, dict[str, Any]], envs: list[str]) -
         ax.set(xlabel="sub-sequence length", ylabel="repeats per episode", title="Loops (repeated actions)")
         ax.set_xticks([k + width * (len(evals) - 1) / 2 for k in LOOP_LENGTHS], [str(k) for k in LOOP_LENGTHS])
         ax.legend()
-        written.append(_save(fig, root / "loops.png"))
+        written.append(save_figure(fig, root / "loops.png"))
     data = {i: _totals(s["data"].get("counts", {})) for i, s in iterations.items() if "data" in s}
     kinds = [k for k in ("revision", "good", "optimal", "gold") if any(d[k] for d in data.values())]
     if data and kinds:
@@ -177,11 +226,11 @@ def _plots(root: Path, iterations: dict[int, dict[str, Any]], envs: list[str]) -
             bottom = [b + y for b, y in zip(bottom, ys, strict=True)]
         ax.set(xlabel="iteration", ylabel="trajectories", title="Training data")
         ax.legend()
-        written.append(_save(fig, root / "data.png"))
+        written.append(save_figure(fig, root / "data.png"))
     return written
 
 
-def _save(fig: Any, path: Path) -> str:
+def save_figure(fig: Any, path: Path) -> str:
     """Save a figure atomically (a temp file renamed over the target) and close it."""
     import matplotlib.pyplot as plt
 

@@ -18,6 +18,7 @@ resumes the first unfinished one (collection and evaluation also resume inside t
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -36,7 +37,7 @@ from coursecorrect.eval.revision_ability import RevisionAbilityConfig, revision_
 from coursecorrect.llm import MANAGED_BACKENDS, LLMConfig
 from coursecorrect.pipeline.actor import Actor
 from coursecorrect.pipeline.report import write_report
-from coursecorrect.pipeline.rundir import RunDir, run_stage
+from coursecorrect.pipeline.rundir import RunDir, StageDir, run_stage
 from coursecorrect.revision.build import (
     DATA_FILE,
     BuildConfig,
@@ -110,8 +111,9 @@ class RunTrainConfig(TrainConfig):
 class RunEvalConfig(Config):
     """Stage 4: the test split, and the revision-ability protocol."""
 
-    split: str = Field("test")
+    split: str = Field("test", description="split whose tasks are played")
     limit: int | None = Field(None, ge=1, description="play the first N tasks of the split")
+    task_ids: list[int] | None = Field(None, description="play these tasks instead of the split's")
     max_steps: int = Field(100, ge=1, description="env step limit (the paper: 100)")
     agent: AgentConfig = Field(default_factory=AgentConfig)
     revision_ability: bool = Field(True, description="continue the starting model's failures with each new model")
@@ -178,7 +180,7 @@ def run_loop(
     fixes iteration ``i``'s optimizer steps (``compare``'s gold control trains as long as Agent-R)."""
     current = config.model.model
     if config.warm_start.enabled:
-        summary = run_stage(run, "warm_start", None, lambda path: _warm_start(config, path, progress))
+        summary = run_stage(run, "warm_start", None, lambda path: _warm_start(config, path, progress), kept=_has_model)
         current = summary["model"]
     start = current
     run_stage(run, "eval", None, lambda path: _evaluate(config, current, path, actor, progress))
@@ -186,18 +188,32 @@ def run_loop(
     for i in range(1, config.iterations + 1):
         model_i = current
         if searches:
-            run_stage(run, "collect", i, lambda path, m=model_i: _collect(config, m, path, actor, progress))
+            trees_needed = not StageDir(run.path_of("data", i)).is_done()
+            run_stage(run, "collect", i, lambda path, m=model_i: _collect(config, m, path, actor, progress),
+                      kept=lambda summary, i=i, needed=trees_needed: not needed or _has_trees(config, run, i))
         run_stage(run, "data", i, lambda path, i=i, m=model_i: _build(config, i, m, run, path, actor))
         actor.release()  # training needs the memory; the next stage reloads the new model
         base = model_i if config.train.start == "previous" else start
         steps = train_steps(i) if train_steps else None
         trained = run_stage(
-            run, "train", i, lambda path, i=i, m=base, n=steps: _train(config, i, m, run, path, progress, n)
+            run, "train", i, lambda path, i=i, m=base, n=steps: _train(config, i, m, run, path, progress, n),
+            kept=_has_model,
         )
         current = trained["model"]
         run_stage(run, "eval", i, lambda path, m=current: _evaluate(config, m, path, actor, progress))
         if config.eval.revision_ability:
             run_stage(run, "revision", i, lambda path, m=current: _revision(config, m, run, path, actor, progress))
+
+
+def _has_model(summary: dict[str, Any]) -> bool:
+    """Whether a stage's model is still on disk (an alias or hub id of a carried-over model counts as there)."""
+    model = summary.get("model", "")
+    return not os.path.isabs(model) or Path(model, "config.json").is_file()
+
+
+def _has_trees(config: RunConfig, run: RunDir, iteration: int) -> bool:
+    folder = run.path_of("collect", iteration)
+    return all(any((folder / env.name).rglob("task_*.json")) for env in config.envs)
 
 
 def _warm_start(config: RunConfig, path: Path, progress: bool) -> dict[str, Any]:
@@ -226,7 +242,7 @@ def _evaluate(config: RunConfig, model: str, path: Path, actor: Actor, progress:
     for env_config in config.envs:
         spec = EvalConfig(
             env=env_config.model_copy(update={"max_steps": config.eval.max_steps}), model=actor.config_for(model),
-            agent=config.eval.agent, split=config.eval.split, limit=config.eval.limit,
+            agent=config.eval.agent, split=config.eval.split, limit=config.eval.limit, task_ids=config.eval.task_ids,
         )
         results[env_config.name] = evaluate(spec, path / env_config.name, llm=actor.get(model), progress=progress)
     return {"model": model, "served": actor.served(), "envs": results}
@@ -260,7 +276,7 @@ def _build(config: RunConfig, iteration: int, model: str, run: RunDir, path: Pat
     result = build_data(trees, build, llm=actor.get(model) if build.needs_model else None)
     write_data(result, path)
     summary: dict[str, Any] = {"alpha": alpha, "examples": len(result.conversations), "counts": result.counts,
-                               "trees": {"folder": str(folder), "sha256": trees_digest(folder)}}
+                               "trees_sha256": trees_digest(folder)}
     if config.dpo is not None:
         pairs = preference_pairs(trees, build.pairs)
         write_preferences(path / PREFERENCES_FILE, pairs)

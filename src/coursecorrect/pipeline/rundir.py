@@ -99,13 +99,21 @@ class RunDir:
         return sorted({int(k.split("_")[1]) for k in keys if re.fullmatch(r"iter_[0-9]+", k)})
 
 
-def run_stage(run: RunDir, name: str, iteration: int | None, work: Callable[[Path], dict[str, Any]]) -> dict[str, Any]:
-    """Run one stage unless its DONE.json exists; record its summary and wall time."""
+def run_stage(
+    run: RunDir, name: str, iteration: int | None, work: Callable[[Path], dict[str, Any]],
+    kept: Callable[[dict[str, Any]], bool] | None = None,
+) -> dict[str, Any]:
+    """Run one stage unless its DONE.json exists; record its summary and wall time. ``kept(summary)`` tells
+    whether a finished stage's artefacts that later stages need are still there (models and trees are not
+    kept in git, so a run folder carried to another machine lacks them); if not, the stage runs again."""
     stage = run.stage(name, iteration)
     label = f"iteration {iteration} · {name}" if iteration else name
     if stage.is_done():
-        console.print(f"[dim]{label}: done (skipped)[/dim]")
-        return stage.summary()
+        summary = stage.summary()
+        if kept is None or kept(summary):
+            console.print(f"[dim]{label}: done (skipped)[/dim]")
+            return summary
+        console.print(f"[yellow]{label}: done, but what it made is gone (another machine?): running it again")
     console.rule(f"[bold]{label}")
     start = time.perf_counter()
     summary = work(stage.path)
