@@ -18,7 +18,6 @@ resumes the first unfinished one (collection and evaluation also resume inside t
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -52,7 +51,7 @@ from coursecorrect.search.collect import CollectConfig, collect
 from coursecorrect.search.mcts import MCTSConfig
 from coursecorrect.search.tree import Tree, load_trees, trees_digest
 from coursecorrect.train.dpo import DPOStageConfig, train_dpo
-from coursecorrect.train.sft import TrainConfig, train_sft
+from coursecorrect.train.sft import MODEL_DIR, TrainConfig, train_sft
 
 PREFERENCES_FILE = "preferences.jsonl"
 TEXTCRAFT = "textcraft"
@@ -206,9 +205,9 @@ def run_loop(
 
 
 def _has_model(summary: dict[str, Any]) -> bool:
-    """Whether a stage's model is still on disk (an alias or hub id of a carried-over model counts as there)."""
-    model = summary.get("model", "")
-    return not os.path.isabs(model) or Path(model, "config.json").is_file()
+    """Whether a stage's model is still on disk (a model no stage made, e.g. an alias carried over, counts as there)."""
+    model = Path(summary.get("model", ""))
+    return model.name != MODEL_DIR or (model / "config.json").is_file()
 
 
 def _has_trees(config: RunConfig, run: RunDir, iteration: int) -> bool:
@@ -224,7 +223,7 @@ def _warm_start(config: RunConfig, path: Path, progress: bool) -> dict[str, Any]
                 "seed": config.warm_start.seed, "mix_data": None}
     )
     summary = train_sft(_train_config(train), gold, path, progress=progress, base_model=config.model.model)
-    return {"gold_trajectories": len(gold), "train": summary, "model": str(path / "model")}
+    return {"gold_trajectories": len(gold), "train": summary, "model": str(path / MODEL_DIR)}
 
 
 def _gold(config: RunConfig) -> list[Conversation]:
@@ -313,7 +312,7 @@ def _train(
             update["mix_data"] = run.stage("warm_start").path / DATA_FILE
         train = config.train.model_copy(update=update)
         summary |= train_sft(_train_config(train), data, path, progress=progress, base_model=model)
-        model = str(path / "model")
+        model = str(path / MODEL_DIR)
     if config.dpo is not None:
         pairs = read_preferences(run.stage("data", iteration).path / PREFERENCES_FILE)
         if pairs:
