@@ -220,7 +220,7 @@ def test_dpo_trains_against_the_sft_model(
     tmp_path: Path, sft_model: str, pairs: list[PreferencePair], lora: bool, mask_observations: bool
 ) -> None:
     config = DPOStageConfig(lora=lora, mask_observations=mask_observations, learning_rate=5e-3 if lora else 5e-4,
-                            batch_size=len(pairs), max_steps=6, logging_steps=1, warmup_ratio=0,
+                            batch_size=len(pairs), grad_accum=1, max_steps=6, logging_steps=1, warmup_ratio=0,
                             lr_scheduler="constant", max_length=512)
     summary = train_dpo(config, pairs, tmp_path, sft_model, progress=False)
     assert json.loads((tmp_path / SUMMARY_FILE).read_text()) == summary
