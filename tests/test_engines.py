@@ -167,7 +167,8 @@ def test_no_server_outlives_its_process(tmp_path, how):
     """Killed outright (SIGKILL) or interrupted (Ctrl-C), the process leaves no server behind."""
     pid_file = tmp_path / "server.pid"
     script = textwrap.dedent(f"""
-        import time
+        import signal, time
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's background job starts it ignored
         from coursecorrect.llm import EngineConfig, LLMConfig
         llm = LLMConfig(backend="llama-cpp", model="smollm2-135m-instruct", engine=EngineConfig(threads=1)).make()
         open({str(pid_file)!r}, "w").write(str(llm._proc.pid))
