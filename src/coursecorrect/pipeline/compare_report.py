@@ -21,7 +21,6 @@ from typing import Any
 
 import yaml
 
-from coursecorrect.data.conversation import read_conversations
 from coursecorrect.eval.intervals import (
     describe_difference,
     paired_difference,
@@ -31,25 +30,22 @@ from coursecorrect.eval.intervals import (
 from coursecorrect.eval.metrics import LOOP_LENGTHS
 from coursecorrect.io import atomic_write_text
 from coursecorrect.pipeline.compare import method_dir, shared_stages
-from coursecorrect.pipeline.report import REPORT_FILE, collect_results, format_percent, in_points, save_figure
+from coursecorrect.pipeline.report import (
+    REPORT_FILE,
+    collect_results,
+    format_percent,
+    in_points,
+    save_figure,
+    task_successes,
+)
 from coursecorrect.pipeline.rundir import RunDir
 
-EPISODES = "episodes.jsonl"
 Scores = dict[tuple[str, int], list[float]]  # (env, task id) -> one value per seed
 
 
 def is_compare_folder(root: Path) -> bool:
     config = Path(root) / "config.yaml"
     return config.is_file() and "methods" in (yaml.safe_load(config.read_text(encoding="utf-8")) or {})
-
-
-def _episodes(folder: Path) -> dict[tuple[str, int], float]:
-    """Success per (env, task) of the episode files under a stage folder (one folder per env)."""
-    out = {}
-    for path in sorted(folder.glob(f"*/{EPISODES}")):
-        for episode in read_conversations(path):
-            out[(path.parent.name, int(episode.meta["task_id"]))] = float(episode.meta["success"])
-    return out
 
 
 def load_compare(root: Path) -> dict[str, Any]:
@@ -61,7 +57,7 @@ def load_compare(root: Path) -> dict[str, Any]:
     revision: dict[str, dict[int, Scores]] = {m: defaultdict(lambda: defaultdict(list)) for m in methods}
     seed_means: dict[str, dict[int, list[float]]] = {m: defaultdict(list) for m in methods}
     summaries: dict[str, dict[int, list[dict[str, Any]]]] = {m: defaultdict(list) for m in methods}
-    start = _episodes(root / "eval")
+    start = task_successes(root / "eval")
     for method in methods:
         for seed in seeds:
             run = RunDir(method_dir(root, seed, method), shared_stages(root, seed))
@@ -72,13 +68,13 @@ def load_compare(root: Path) -> dict[str, Any]:
                 summaries[method][i].append(stages)
                 if "eval" not in stages:
                     continue
-                scores = start if i == 0 else _episodes(run.path_of("eval", i))
+                scores = start if i == 0 else task_successes(run.path_of("eval", i))
                 for key, value in scores.items():
                     success[method][i][key].append(value)
                 if scores:
                     seed_means[method][i].append(mean(scores.values()))
                 if "revision" in stages:
-                    for key, value in _episodes(run.path_of("revision", i)).items():
+                    for key, value in task_successes(run.path_of("revision", i)).items():
                         revision[method][i][key].append(value)
     return {"config": config, "methods": methods, "seeds": seeds, "success": success, "revision": revision,
             "seed_means": seed_means, "summaries": summaries}

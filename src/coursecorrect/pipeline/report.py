@@ -88,8 +88,8 @@ def write_report(root: Path) -> Path:
     return path
 
 
-def _successes(folder: Path) -> dict[tuple[str, int], float]:
-    """Success per (env, task) of a stage's per-env episode files."""
+def task_successes(folder: Path) -> dict[tuple[str, int], float]:
+    """Success per (env, task) of the episode files under a stage folder (one folder per env)."""
     from coursecorrect.data.conversation import read_conversations
 
     return {(path.parent.name, int(e.meta["task_id"])): float(e.meta["success"])
@@ -100,12 +100,12 @@ def interval_rows(run: RunDir) -> list[tuple[int, int, int, Interval, Interval |
     """Per finished evaluation: iteration, successes, episodes, the success rate's 95% bootstrap interval over
     test tasks, and the paired difference to iteration 0 on the same tasks (None for iteration 0)."""
     results = collect_results(run)["iterations"]
-    start = _successes(run.path_of("eval")) if 0 in results else {}
+    start = task_successes(run.path_of("eval")) if 0 in results else {}
     rows = []
     for i, stages in results.items():
         if "eval" not in stages:
             continue
-        scores = start if i == 0 else _successes(run.path_of("eval", i))
+        scores = start if i == 0 else task_successes(run.path_of("eval", i))
         if not scores:
             continue
         common = set(scores) & set(start)

@@ -262,8 +262,9 @@ def _collect(config: RunConfig, model: str, path: Path, actor: Actor, progress: 
 def _build(config: RunConfig, iteration: int, model: str, run: RunDir, path: Path, actor: Actor) -> dict[str, Any]:
     if config.data.mode == "gold":
         gold = _gold(config)
-        write_data(BuildResult(gold, summarize(gold)), path)
-        return {"examples": len(gold), "counts": summarize(gold)}
+        counts = summarize(gold)
+        write_data(BuildResult(gold, counts), path)
+        return {"examples": len(gold), "counts": counts}
     alphas = config.data.alphas
     alpha = alphas[min(iteration, len(alphas)) - 1]
     build = BuildConfig.model_validate(

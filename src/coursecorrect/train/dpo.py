@@ -50,7 +50,7 @@ from coursecorrect.errors import CourseCorrectError
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm.models import default_device, load_model_and_tokenizer, resolve_model
 from coursecorrect.revision.preferences import PreferencePair
-from coursecorrect.train.sft import MODEL_DIR, _precision, _save_merged
+from coursecorrect.train.sft import MODEL_DIR, _precision, _save_merged, common_training_args
 from coursecorrect.train.tokenize import IGNORE_INDEX, tokenize_conversation
 
 SUMMARY_FILE = "dpo_summary.json"
@@ -222,26 +222,12 @@ def _train(
     if config.mask_observations:
         records = [{**r, **_with_agent_masks(r, tokenizer)} for r in records]
     args = DPOConfig(
-        output_dir=str(out_dir),  # nothing is written there: checkpoints are off
+        **common_training_args(config, out_dir, progress, device, autocast),
         beta=config.beta,
         loss_type=["sigmoid"],
         max_length=config.max_length,
         truncation_mode="keep_start",
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        learning_rate=config.peak_lr,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the steps
-        logging_steps=config.logging_steps,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=not progress,
-        seed=config.seed,
-        bf16=autocast,  # DPOConfig defaults to bf16 autocast, which is emulated (slow) on most CPUs
         activation_checkpointing=config.activation_checkpointing,  # DPOConfig turns it on by default
-        use_cpu=device == "cpu",
         remove_unused_columns=not config.mask_observations,  # the agent-mask columns must reach the collator
     )
     collator = None

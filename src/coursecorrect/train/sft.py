@@ -175,25 +175,32 @@ def _step_mean(losses: list[torch.Tensor]) -> float | None:
     return round(float(torch.stack(losses).mean()), 6) if losses else None
 
 
+def common_training_args(config: Any, out_dir: Path, progress: bool, device: str, autocast: bool) -> dict[str, Any]:
+    """The ``TrainingArguments`` that SFT and DPO set alike, from a config with the same schedule fields."""
+    return {
+        "output_dir": str(out_dir),  # nothing is written there: checkpoints are off
+        "per_device_train_batch_size": config.batch_size,
+        "gradient_accumulation_steps": config.grad_accum,
+        "num_train_epochs": config.epochs,
+        "max_steps": config.max_steps or -1,
+        "learning_rate": config.peak_lr,
+        "lr_scheduler_type": config.lr_scheduler,
+        "warmup_steps": config.warmup_ratio,  # a float below 1 is a share of the steps
+        "logging_steps": config.logging_steps,
+        "save_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": not progress,
+        "seed": config.seed,
+        "bf16": autocast,  # DPOConfig defaults to bf16 autocast, which is emulated (slow) on most CPUs
+        "use_cpu": device == "cpu",
+    }
+
+
 def _training_args(
     config: TrainConfig, out_dir: Path, progress: bool, device: str, autocast: bool
 ) -> TrainingArguments:
     return TrainingArguments(
-        output_dir=str(out_dir),  # nothing is written there: checkpoints are off
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        num_train_epochs=config.epochs,
-        max_steps=config.max_steps or -1,
-        learning_rate=config.peak_lr,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a share of the steps
-        logging_steps=config.logging_steps,
-        save_strategy="no",
-        report_to="none",
-        disable_tqdm=not progress,
-        seed=config.seed,
-        bf16=autocast,
-        use_cpu=device == "cpu",
+        **common_training_args(config, out_dir, progress, device, autocast),
         remove_unused_columns=False,
         label_names=["labels"],
         train_sampling_strategy="group_by_length" if config.group_by_length and not config.packing else "random",
