@@ -1,4 +1,5 @@
-"""The AgentGym HTTP protocol: the env server over real loopback, and the client env playing it."""
+"""The AgentGym HTTP protocol: the env server over real loopback, and the client env playing it — against
+coursecorrect's server and against a server that behaves like AgentGym's own (``agentgym_upstream``)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
+from agentgym_upstream import UpstreamTextCraft, server_order
 from coursecorrect.envs import EnvConfig, make_env
 from coursecorrect.envs.agentgym import AgentGymEnv
 from coursecorrect.envs.agentgym.server import create_app
@@ -48,10 +51,38 @@ def running(app: FastAPI) -> Iterator[str]:
         sock.close()
 
 
+@dataclass
+class Served:
+    """A TextCraft server under test: its URL, the client options it needs, and how many envs it holds."""
+
+    url: str
+    options: dict[str, Any] = field(default_factory=dict)
+    upstream: UpstreamTextCraft | None = None
+
+    def client(self, **kwargs: Any) -> AgentGymEnv:
+        return AgentGymEnv(self.url, **self.options, **kwargs)
+
+    def live_envs(self) -> int:
+        return len(self.upstream.envs) if self.upstream else live_envs(self.url)
+
+
 @pytest.fixture(scope="module")
 def url() -> Iterator[str]:
     with running(create_app("textcraft", max_envs=16)) as base:
         yield base
+
+
+@pytest.fixture(scope="module")
+def upstream() -> Iterator[Served]:
+    server = UpstreamTextCraft()
+    with running(server.app) as base:
+        yield Served(base, {"as_env": "textcraft"}, server)
+
+
+@pytest.fixture(params=["coursecorrect", "agentgym"])
+def served(request: pytest.FixtureRequest, url: str) -> Served:
+    """Each test that takes this runs against both servers."""
+    return Served(url) if request.param == "coursecorrect" else request.getfixturevalue("upstream")
 
 
 def live_envs(base: str) -> int:
@@ -59,19 +90,21 @@ def live_envs(base: str) -> int:
 
 
 @pytest.mark.parametrize("task_id", [0, 123, 300, 543])
-def test_client_plays_like_the_in_process_env(url: str, task_id: int) -> None:
+def test_client_plays_like_the_in_process_env(served: Served, task_id: int) -> None:
     local = TextCraftEnv()
-    with AgentGymEnv(url) as remote:
+    with served.client() as remote:
         assert remote.reset(task_id) == local.reset(task_id)
         for action in [*BAD_ACTIONS, *local.expert_actions()]:
             assert remote.step(action) == local.step(action)
         assert remote.done and remote.reward == 1.0
-    assert live_envs(url) == 0
+        with pytest.raises(EnvError, match="is over; call reset"):
+            remote.step("inventory")
+    assert served.live_envs() == 0
 
 
-def test_client_reads_the_env_description_from_the_server(url: str) -> None:
+def test_client_reads_the_env_description_from_the_server(served: Served) -> None:
     local = TextCraftEnv()
-    with AgentGymEnv(url) as remote:
+    with served.client() as remote:
         assert (remote.instruction, remote.num_tasks) == (local.instruction, local.num_tasks)
         assert remote.splits == local.splits
         assert remote.task_ids("test") == local.task_ids("test")
@@ -82,14 +115,14 @@ def test_client_reads_the_env_description_from_the_server(url: str) -> None:
             remote.reset(local.num_tasks)
 
 
-def test_client_keeps_the_env_contract(url: str) -> None:
-    with AgentGymEnv(url) as remote:
+def test_client_keeps_the_env_contract(served: Served) -> None:
+    with served.client() as remote:
         check_env(remote)
 
 
-def test_snapshot_by_replay_and_client_side_truncation(url: str) -> None:
+def test_snapshot_by_replay_and_client_side_truncation(served: Served) -> None:
     local = TextCraftEnv(max_steps=4)
-    with AgentGymEnv(url, max_steps=4) as remote:
+    with served.client(max_steps=4) as remote:
         assert not remote.supports_snapshot
         remote.reset(300)
         local.reset(300)
@@ -104,6 +137,50 @@ def test_snapshot_by_replay_and_client_side_truncation(url: str) -> None:
         assert (
             [remote.step(a) for a in ["inventory", "jump"]] == after == [local.step(a) for a in ["inventory", "jump"]]
         )
+
+
+def test_upstream_needs_a_create_body_and_numbers_tasks_its_own_way(upstream: Served) -> None:
+    with httpx.Client(base_url=upstream.url) as http:
+        assert http.post("/create").status_code == 422  # what the client used to send
+        assert http.post("/info").status_code == 404
+    order, local = server_order(544), TextCraftEnv()
+    server_id = next(j for j, ours in enumerate(order) if ours != j)
+    with AgentGymEnv(upstream.url, num_tasks=544, instruction="Craft.") as remote:
+        assert remote.reset(server_id) == local.reset(order[server_id]) != local.reset(server_id)
+        with pytest.raises(EnvError, match=r"unknown split 'test'; choose one of all; the server reports none"):
+            remote.task_ids("test")
+    with upstream.client() as remote:  # as_env="textcraft": our numbering, instruction and splits
+        assert remote.reset(server_id) == local.reset(server_id)
+        assert remote.task_ids("test") == local.task_ids("test") and remote.instruction == local.instruction
+    assert upstream.live_envs() == 0
+
+
+def test_error_answers_become_observations(upstream: Served) -> None:
+    local = TextCraftEnv()
+    with upstream.client() as remote:
+        remote.reset(7)
+        local.reset(7)
+        result = remote.step("get " + "9" * 5000 + " oak log")
+        assert "Exceeds the limit (4300 digits)" in result.observation
+        assert (result.reward, result.done, remote.actions[-1][:4]) == (0.0, False, "get ")
+        for action in local.expert_actions():
+            assert remote.step(action) == local.step(action)
+        assert remote.reward == 1.0
+
+
+def test_a_restarted_upstream_server_gets_the_episode_replayed(upstream: Served) -> None:
+    local = TextCraftEnv()
+    with upstream.client() as remote:
+        remote.reset(300)
+        local.reset(300)
+        plan = local.expert_actions()
+        for action in ["jump", *plan[:-1]]:
+            assert remote.step(action) == local.step(action)
+        upstream.upstream.restart()  # type: ignore[union-attr]
+        with httpx.Client(base_url=upstream.url) as http:
+            assert "is not valid" in http.get("/observation", params={"id": remote._env_id}).json()["error"]
+        assert remote.step(plan[-1]) == local.step(plan[-1])  # re-created and replayed
+        assert remote.reward == 1.0 and upstream.live_envs() == 1
 
 
 def test_agentgym_env_names(url: str) -> None:

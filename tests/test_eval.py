@@ -9,11 +9,16 @@ import sys
 
 import pytest
 
+from coursecorrect.agent.prompt import episode_start
 from coursecorrect.data import read_conversations
-from coursecorrect.envs import EnvConfig
+from coursecorrect.data.conversation import Conversation, Message, write_conversations
+from coursecorrect.envs import EnvConfig, make_env
 from coursecorrect.errors import ConfigError
 from coursecorrect.eval import EvalConfig, evaluate, repeated_subsequences
+from coursecorrect.eval.revision_ability import RevisionAbilityConfig, revision_ability
+from coursecorrect.io import read_jsonl
 from coursecorrect.llm import LLMConfig
+from coursecorrect.llm.base import Completion, SamplingParams
 from doubles import ScriptedLLM
 
 
@@ -52,6 +57,63 @@ def test_eval_resumes_and_is_deterministic(tmp_path):
     assert {k: v for k, v in again.items() if k != "wall_seconds_this_run"} == {
         k: v for k, v in more.items() if k != "wall_seconds_this_run"
     }
+
+
+def test_a_sampling_eval_resumed_after_a_crash_mid_append_equals_an_uninterrupted_one(tmp_path):
+    """Each turn samples with a seed of its own task and turn, and a line torn by the crash is cut away."""
+    config = _config(6, temperature=1.0)
+    evaluate(config, tmp_path / "whole", progress=False)
+    lines = (tmp_path / "whole" / "episodes.jsonl").read_text().splitlines()
+    evaluate(_config(2, temperature=1.0), tmp_path / "resumed", progress=False)
+    log = tmp_path / "resumed" / "episodes.jsonl"
+    with log.open("a") as handle:
+        handle.write(lines[2][: len(lines[2]) // 2])  # killed while appending the third episode
+    evaluate(config, tmp_path / "resumed", progress=False)
+    whole = {json.loads(line)["meta"]["task_id"]: json.loads(line)["messages"] for line in lines}
+    resumed = list(read_jsonl(log))  # raises if the torn line were still there
+    assert [r["meta"]["task_id"] for r in resumed] == list(range(6))
+    assert {r["meta"]["task_id"]: r["messages"] for r in resumed} == whole
+    assert len({json.dumps(messages[3:]) for messages in whole.values()}) == 6  # the samples do differ
+
+
+class SeedLLM:
+    """Answers with an action naming the seed it was asked to sample with."""
+
+    name = "seeds"
+
+    def __init__(self) -> None:
+        self.stats = ScriptedLLM(str).stats
+
+    def generate(self, conversations, params: SamplingParams) -> list[list[Completion]]:
+        seeds = params.conversation_seeds(len(conversations), lambda: 0)
+        return [[Completion(f"Action: get {seed} wheat", 10, 3)] for seed in seeds]
+
+    def close(self) -> None:
+        pass
+
+
+def _failure(task_id: int, steps: int) -> Conversation:
+    env = make_env("textcraft")
+    messages = episode_start(env.instruction, env.reset(task_id))
+    for _ in range(steps):
+        messages += [Message(role="assistant", content="Action: inventory", loss=True),
+                     Message(role="user", content=env.step("inventory").observation)]
+    meta = {"task_id": task_id, "success": False, "steps": steps, "actions": ["inventory"] * steps}
+    return Conversation(messages=messages, meta=meta)
+
+
+def test_revision_ability_samples_the_same_however_episodes_are_batched(tmp_path):
+    write_conversations(tmp_path / "eval" / "episodes.jsonl", [_failure(t, 2 + t % 3) for t in range(5)])
+    played = {}
+    for batch_size in (1, 4):
+        config = RevisionAbilityConfig(failed=tmp_path / "eval", env=EnvConfig(max_steps=10), max_rounds=3,
+                                       agent={"batch_size": batch_size, "temperature": 1.0})
+        revision_ability(config, tmp_path / f"b{batch_size}", llm=SeedLLM(), progress=False)
+        played[batch_size] = sorted(read_jsonl(tmp_path / f"b{batch_size}" / "episodes.jsonl"),
+                                    key=lambda r: r["meta"]["task_id"])
+    assert played[1] == played[4]
+    said = [m["content"] for r in played[1] for m in r["messages"] if m["content"].startswith("Action: get")]
+    assert len(set(said)) == len(said) == 5 * 3  # a seed of its own for every turn after the cut
 
 
 def test_eval_refuses_a_folder_of_another_config(tmp_path):

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+import tempfile
+
 import pytest
 
 from coursecorrect.envs import EnvConfig
 from coursecorrect.errors import ConfigError
-from coursecorrect.io import JSONLError, append_jsonl, atomic_write_json, read_jsonl, write_jsonl
+from coursecorrect.io import (
+    JSONLError,
+    append_jsonl,
+    atomic_write_json,
+    read_jsonl,
+    remove_temporaries,
+    temp_dir_beside,
+    write_jsonl,
+)
 from coursecorrect.pipeline import RunDir
+from coursecorrect.pipeline.rundir import run_stage
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):
@@ -34,6 +48,90 @@ def test_torn_last_line_from_a_crash_is_skipped(tmp_path):
     path = tmp_path / "log.jsonl"
     path.write_text('{"i": 0}\n{"i": 1')
     assert list(read_jsonl(path)) == [{"i": 0}]
+
+
+@pytest.mark.parametrize(
+    ("content", "after"),
+    [
+        (b'{"i": 0}\n{"i": 1', b'{"i": 0}\n{"i": 9}\n'),  # torn mid-line: cut away
+        (b'{"i": 0}\n{"i": 1}', b'{"i": 0}\n{"i": 1}\n{"i": 9}\n'),  # whole but no newline: finished
+        (b'{"i": 0}\n{"s": "\xc3', b'{"i": 0}\n{"i": 9}\n'),  # torn inside a UTF-8 character
+        (b'{"i": 1', b'{"i": 9}\n'),  # the only line torn
+        (b"", b'{"i": 9}\n'),
+        (b'{"i": 0}\n', b'{"i": 0}\n{"i": 9}\n'),
+    ],
+)
+def test_append_repairs_a_tail_torn_by_a_crash(tmp_path, content, after):
+    path = tmp_path / "log.jsonl"
+    path.write_bytes(content)
+    append_jsonl(path, {"i": 9})
+    assert path.read_bytes() == after
+
+
+def test_a_torn_line_longer_than_the_read_back_chunk_is_cut_away(tmp_path):
+    path = tmp_path / "log.jsonl"
+    path.write_text('{"i": 0}\n{"s": "' + "x" * 200_000)
+    append_jsonl(path, {"i": 1})
+    assert list(read_jsonl(path)) == [{"i": 0}, {"i": 1}]
+
+
+def test_jsonl_strings_may_hold_unicode_line_breaks(tmp_path):
+    path = tmp_path / "log.jsonl"
+    records = [{"s": "a\u2028b\u2029c\x85d\x0ce"}, {"s": "next"}]
+    write_jsonl(path, records[:1])
+    append_jsonl(path, records[1])
+    assert list(read_jsonl(path)) == records
+
+
+def test_remove_temporaries_removes_only_ours(tmp_path):
+    stage = tmp_path / "stage"
+    (stage / "model").mkdir(parents=True)
+    (stage / "trees").mkdir()
+    ours = [
+        tempfile.mkstemp(prefix=".DONE.json.", suffix=".tmp", dir=stage)[1],  # as atomic_write_text makes them
+        tempfile.mkstemp(prefix=".t-3.json.", suffix=".tmp", dir=stage / "trees")[1],
+        temp_dir_beside(stage / "model"),  # as the trainers save models
+        temp_dir_beside(stage / "model", "stale."),
+    ]
+    (ours[2] / "model.safetensors").write_bytes(b"half")
+    user = ["model/config.json", ".DONE.json.tmp", "notes.tmp", ".hidden", ".x.abcdefgh.tmp.bak", ".x.ABCDEFGH.tmp"]
+    for name in user:
+        (stage / name).write_text("keep")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (stage / ".link.abcdefgh.tmp").symlink_to(elsewhere)
+    removed = remove_temporaries(stage)
+    assert sorted(map(str, removed)) == sorted(map(str, ours))
+    left = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
+    assert left == sorted([*user, "model", "trees", ".link.abcdefgh.tmp"])
+
+
+_KILLED_MID_WRITE = """
+import os, signal, sys
+from pathlib import Path
+from coursecorrect.io import atomic_write_json
+os.replace = lambda *args: os.kill(os.getpid(), signal.SIGKILL)
+atomic_write_json(Path(sys.argv[1]) / "DONE.json", {"trees": 3})
+"""
+
+
+def test_a_stage_restarted_after_kill_9_cleans_its_temporaries(tmp_path):
+    run = RunDir.open(tmp_path / "run")
+    stage = run.stage("revision", iteration=1).path
+    killed = subprocess.run([sys.executable, "-c", _KILLED_MID_WRITE, str(stage)], check=False, timeout=60)
+    assert killed.returncode == -9
+    (leftover,) = stage.iterdir()
+    assert leftover.name.startswith(".DONE.json.") and leftover.name.endswith(".tmp")
+    temp_dir_beside(stage / "model")
+    (stage / "notes.txt").write_text("mine")
+
+    def work(path):
+        assert sorted(p.name for p in path.iterdir()) == ["notes.txt"]
+        return {"pairs": 1}
+
+    assert run_stage(run, "revision", 1, work)["pairs"] == 1
+    assert sorted(p.name for p in stage.iterdir()) == ["DONE.json", "notes.txt"]
+    assert json.loads((stage / "DONE.json").read_text())["pairs"] == 1
 
 
 def test_run_dir_layout_and_resume(tmp_path):

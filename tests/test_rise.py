@@ -169,6 +169,18 @@ def test_examples_train_only_the_last_response_with_exp_weights():
     assert [e.weight for e in centred] == pytest.approx([math.exp(-1 / 1.2)] * 2 + [math.exp((2 / 3) / 0.4)])
 
 
+@pytest.mark.parametrize("grade", [math.inf, math.nan, "1", None])
+def test_a_grade_that_is_not_a_finite_number_is_refused(grade):
+    with pytest.raises(CourseCorrectError, match=r"rollout of task 7, turn 1: grade .* is not a finite number"):
+        rise_examples([_rollout([0, grade], task_id=7)], RiseDataConfig())
+
+
+def test_a_weight_that_overflows_is_refused():
+    with pytest.raises(CourseCorrectError, match=r"rollout of task 0, turn 1: its weight .* overflows.*raise tau"):
+        rise_examples([_rollout([0, 1])], RiseDataConfig(tau=1e-3))
+    assert len(rise_examples([_rollout([0, 1])], RiseDataConfig(tau=1e-3, weighting="uniform"))[0]) == 2
+
+
 def test_duplicates_are_dropped():
     twice = [_rollout([0, 1], task_id=0), _rollout([0, 1], task_id=0)]
     examples, counts = rise_examples(twice, RiseDataConfig())

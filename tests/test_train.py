@@ -12,17 +12,22 @@ from transformers import AutoTokenizer, TrainingArguments
 from typer.testing import CliRunner
 
 from coursecorrect.config import validate_config
-from coursecorrect.data.conversation import Conversation, Message, write_conversations
+from coursecorrect.data.conversation import Conversation, Message, read_conversations, write_conversations
 from coursecorrect.errors import ConfigError, CourseCorrectError
+from coursecorrect.io import remove_temporaries
 from coursecorrect.llm.base import SamplingParams
 from coursecorrect.llm.models import SMOLLM2, TINY_RANDOM, load_model_and_tokenizer, resolve_model
 from coursecorrect.llm.transformers_backend import TransformersLLM
-from coursecorrect.train import collate
+from coursecorrect.revision.preferences import PreferencePair
+from coursecorrect.train import collate, sft
 from coursecorrect.train.cli import train_command
 from coursecorrect.train.collate import SFTCollator, pack_examples, supervised_logits, weighted_nll
+from coursecorrect.train.dpo import DPOStageConfig, train_dpo
+from coursecorrect.train.finite import TrainingError
 from coursecorrect.train.sft import (
     SUMMARY_FILE,
     TrainConfig,
+    _save_merged,
     _WeightedTrainer,
     mix_conversations,
     read_mix_data,
@@ -372,3 +377,67 @@ def test_train_command(tmp_path: Path) -> None:
     config.write_text("lora_rank = 4\n")
     bad = CliRunner().invoke(_cli(), ["train", "--data", str(data), "--config", str(config)])
     assert isinstance(bad.exception, ConfigError) and "lora_rank: unknown field" in str(bad.exception)
+
+
+@pytest.mark.parametrize(("weight", "problem"), [("Infinity", "finite number"), ("NaN", "finite number"),
+                                                 ("-1", "greater than or equal to 0")])
+def test_training_data_weights_must_be_finite_and_not_negative(tmp_path: Path, weight: str, problem: str) -> None:
+    path = tmp_path / "data.jsonl"
+    good = json.dumps(_conversation([True]).model_dump(mode="json"))
+    path.write_text(good + "\n\n" + good.replace('"weight": 1.0', f'"weight": {weight}') + "\n")
+    with pytest.raises(CourseCorrectError, match=rf"data\.jsonl:3: weight: .*{problem}"):
+        list(read_conversations(path))
+    result = CliRunner().invoke(_cli(), ["train", "--data", str(path), "--out", str(tmp_path / "run")])
+    assert isinstance(result.exception, CourseCorrectError) and "data.jsonl:3: weight" in str(result.exception)
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("lora", "learning_rate", "weight"), [(True, 1e30, 1.0), (False, 1e-4, 1e38)])
+def test_a_diverging_sft_run_stops_and_saves_no_model(tmp_path: Path, lora: bool, learning_rate: float,
+                                                      weight: float) -> None:
+    """A huge learning rate, or a finite weight that overflows the float32 loss: a clear error, no model."""
+    config = TrainConfig(model=TINY_RANDOM, lora=lora, learning_rate=learning_rate, max_steps=4, batch_size=2,
+                         warmup_ratio=0, lr_scheduler="constant")
+    with pytest.raises(TrainingError, match=r"stopped at step [1-4]: the loss is (nan|inf); lower the learning rate"):
+        train_sft(config, [_conversation([True], weight), *_data(3)], tmp_path, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_diverging_dpo_run_stops_and_saves_no_model(tmp_path: Path) -> None:
+    prompt = [Message(role="user", content="Craft a stick.")]
+    pairs = [PreferencePair(prompt=prompt, chosen=[Message(role="assistant", content=f"Action: craft {i} stick")],
+                            rejected=[Message(role="assistant", content=f"Action: jump {i}")]) for i in range(2)]
+    config = DPOStageConfig(learning_rate=1e30, batch_size=2, grad_accum=1, max_steps=4, warmup_ratio=0,
+                            lr_scheduler="constant", max_length=128)
+    with pytest.raises(TrainingError, match=r"stopped at step [1-4]: the loss is (nan|inf)"):
+        train_dpo(config, pairs, tmp_path, TINY_RANDOM, progress=False)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_finite_weights_are_never_saved(tmp_path: Path, tiny) -> None:
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.bias[0] = float("nan")
+    with pytest.raises(TrainingError, match=r"1 of 2 weight tensors non-finite \(e\.g\. bias\)"):
+        _save_merged(model, tiny[1], tmp_path / "model")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_model_save_killed_midway_leaves_a_temporary_that_a_restart_removes(
+    tmp_path: Path, tiny, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Killed(Exception):
+        pass
+
+    def killed_while_writing(path: Path, **kwargs) -> None:
+        (Path(path) / "model.safetensors").write_bytes(b"half a model")
+        raise Killed
+
+    model = torch.nn.Linear(2, 2)
+    model.save_pretrained = killed_while_writing
+    monkeypatch.setattr(sft.shutil, "rmtree", lambda *args, **kwargs: None)  # SIGKILL skips the cleanup
+    with pytest.raises(Killed):
+        _save_merged(model, tiny[1], tmp_path / "model")
+    monkeypatch.undo()
+    (left,) = tmp_path.iterdir()
+    assert remove_temporaries(tmp_path) == [left] and list(tmp_path.iterdir()) == []

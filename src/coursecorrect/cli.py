@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,12 +11,21 @@ import typer
 from rich.table import Table
 
 from coursecorrect import __version__
-from coursecorrect.config import apply_overrides, load_config, read_config_file, validate_config
+from coursecorrect.config import (
+    MAX_SECONDS,
+    MAX_SIZE,
+    MAX_STEPS,
+    apply_overrides,
+    parse_assignments,
+    read_config_file,
+    validate_config,
+)
 from coursecorrect.console import console, summary_table
-from coursecorrect.envs import ENVS, Env, EnvConfig
+from coursecorrect.envs import ENV_OPTION_HELP, ENVS, Env, EnvConfig
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.llm import BACKEND_HELP
 from coursecorrect.pipeline.cli import compare_command, demo_command, report_command, run_command
+from coursecorrect.preflight import check_model, check_tasks, output_folder
 from coursecorrect.revision.cli import build_data_command, export_command
 from coursecorrect.rise.cli import rise_app
 from coursecorrect.search.cli import collect_command, tree_app
@@ -56,11 +66,12 @@ def _root(
     """coursecorrect: Agent-R and RISE for open LLM agents."""
 
 
-def _env_from(name: str | None, config: Path | None, max_steps: int | None) -> Env:
+def _env_from(name: str | None, config: Path | None, max_steps: int | None, env_options: list[str] | None) -> Env:
     """An env from a config file and/or a name; command-line values win over the file's."""
-    spec = load_config(EnvConfig, config) if config else EnvConfig()
-    updates = {key: value for key, value in (("name", name), ("max_steps", max_steps)) if value is not None}
-    return validate_config(EnvConfig, {**spec.model_dump(), **updates}, source="env").make()
+    data = read_config_file(config) if config else {}
+    options = parse_assignments(env_options or (), "--env-option", "options")
+    data = apply_overrides(data, {"name": name, "max_steps": max_steps, **options})
+    return validate_config(EnvConfig, data, source=str(config or "env")).make()
 
 
 @env_app.command("list")
@@ -89,9 +100,10 @@ def env_play(
     max_steps: Annotated[int | None, typer.Option(help="Actions before the episode is cut.")] = None,
     config: Annotated[Path | None, typer.Option(help="Env config file (.toml/.yaml).")] = None,
     instruction: Annotated[bool, typer.Option(help="Print the env's instruction prompt first.")] = False,
+    env_option: Annotated[list[str] | None, typer.Option(help=ENV_OPTION_HELP)] = None,
 ) -> None:
     """Play an environment by hand: observations are printed, actions read from the keyboard."""
-    env = _env_from(name, config, max_steps)
+    env = _env_from(name, config, max_steps, env_option)
     with env:
         if instruction:
             console.print(env.instruction, markup=False)
@@ -155,18 +167,37 @@ def env_check(
 @env_app.command("serve")
 def env_serve(
     name: Annotated[str, typer.Argument(help="Env name, e.g. textcraft.")],
-    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port (0: any free one).")] = 8000,
     host: Annotated[str, typer.Option(help="Address to bind; 0.0.0.0 opens the server to the network.")] = "127.0.0.1",
-    max_envs: Annotated[int, typer.Option(help="Live envs at most; /create answers 503 beyond.")] = 256,
-    idle_timeout: Annotated[float, typer.Option(help="Seconds before an unused env is closed.")] = 600.0,
-    max_steps: Annotated[int, typer.Option(help="Actions per episode before it is truncated.")] = 100,
+    max_envs: Annotated[
+        int, typer.Option(min=1, max=MAX_SIZE, help="Live envs at most; /create answers 503 beyond.")
+    ] = 256,
+    idle_timeout: Annotated[
+        float, typer.Option(min=1, max=MAX_SECONDS, help="Seconds before an unused env is closed.")
+    ] = 600.0,
+    max_steps: Annotated[
+        int, typer.Option(min=1, max=MAX_STEPS, help="Actions per episode before it is truncated.")
+    ] = 100,
 ) -> None:
     """Serve an env over AgentGym's HTTP protocol; play it elsewhere as env 'agentgym:http://HOST:PORT'."""
     from coursecorrect.envs.agentgym.server import create_app, serve
 
+    _check_listen(host, port)
     app = create_app(name, max_envs=max_envs, idle_timeout=idle_timeout, max_steps=max_steps)
     console.print(f"serving {name} on http://{host}:{port} (Ctrl+C stops)")
     serve(app, host=host, port=port)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Fail in one line when ``host:port`` cannot be listened on (a host that does not resolve, a port in use),
+    binding the way uvicorn will."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        with socket.socket(family) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:  # socket.gaierror too
+        raise CourseCorrectError(f"cannot serve on {host}:{port}: {exc.strerror or exc}") from None
 
 
 @app.command("eval")
@@ -193,6 +224,7 @@ def eval_command(
     max_rounds: Annotated[
         int | None, typer.Option(help="With --revision-ability: turns after the cut.  [default: 50]")
     ] = None,
+    env_option: Annotated[list[str] | None, typer.Option(help=ENV_OPTION_HELP)] = None,
 ) -> None:
     """Evaluate a model on an env split: per-episode trajectories (episodes.jsonl) and a summary."""
     from coursecorrect.eval import EvalConfig, evaluate
@@ -202,12 +234,15 @@ def eval_command(
         "env.name": env, "env.max_steps": max_steps, "model.model": model, "model.backend": backend,
         "model.base_url": base_url, "split": split, "limit": limit, "agent.batch_size": batch_size,
         "agent.temperature": temperature, "agent.max_new_tokens": max_new_tokens, "agent.seed": seed,
+        **parse_assignments(env_option or (), "--env-option", "env.options"),
     })
     if revision_ability is not None:
         _revision_ability(data, revision_ability, max_rounds, out, config)
         return
     spec = validate_config(EvalConfig, data, source=str(config or "eval"))
-    out = out or Path("runs") / f"eval-{spec.env.name}-{Path(spec.model.model).name}-{spec.split}"
+    out = output_folder(out or Path("runs") / f"eval-{spec.env.name}-{Path(spec.model.model).name}-{spec.split}")
+    check_tasks(spec.env, spec.split, spec.task_ids)
+    check_model(spec.model)
     summary = evaluate(spec, out)
     console.print(summary_table(f"{spec.model.model} on {spec.env.name} {spec.split}", summary))
     console.print(f"episodes and summary: {out}")
@@ -219,7 +254,8 @@ def _revision_ability(data: dict, failed: Path, max_rounds: int | None, out: Pat
     data = {key: value for key, value in data.items() if key != "split"}
     data = apply_overrides(data, {"failed": str(failed), "max_rounds": max_rounds})
     spec = validate_config(RevisionAbilityConfig, data, source=str(config or "eval"))
-    out = out or failed.parent / f"{failed.name}-revision-{Path(spec.model.model).name}"
+    out = output_folder(out or failed.parent / f"{failed.name}-revision-{Path(spec.model.model).name}")
+    check_model(spec.model)
     summary = revision_ability(spec, out)
     console.print(summary_table(f"revision ability of {spec.model.model} on {failed}", summary))
     console.print(f"continued episodes and summary: {out}")

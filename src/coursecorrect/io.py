@@ -1,18 +1,26 @@
-"""Atomic file writes and JSONL reading with file:line errors — so a crash never leaves half a file."""
+"""Atomic file writes and JSONL reading with file:line errors — so a crash never leaves half a file.
+
+Temporaries (a file being written, a folder being filled) are named ``.NAME.XXXXXXXX.tmp`` beside their
+target; a process killed mid-write leaves one behind, which :func:`remove_temporaries` cleans up.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from coursecorrect.errors import CourseCorrectError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # tempfile's random part: 8 of [a-z0-9_]
+_TAIL_CHUNK = 1 << 16
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -32,6 +40,30 @@ def atomic_write_text(path: Path, text: str) -> None:
         raise
 
 
+def temp_dir_beside(path: Path, tag: str = "") -> Path:
+    """A new private folder ``.NAME.TAGXXXXXXXX.tmp`` beside ``path``, to fill and then rename into place."""
+    path = Path(path)
+    return Path(tempfile.mkdtemp(prefix=f".{path.name}.{tag}", suffix=".tmp", dir=path.parent))
+
+
+def remove_temporaries(folder: Path) -> list[Path]:
+    """Delete the temporaries that killed writers left anywhere under ``folder`` (only names of the form
+    ``.NAME.XXXXXXXX.tmp``, never links); return what was removed."""
+    removed = []
+    for parent, dirs, files in os.walk(folder):
+        for name in [*dirs, *files]:
+            path = Path(parent) / name
+            if not _TEMPORARY.fullmatch(name) or path.is_symlink():
+                continue
+            if path.is_dir():
+                shutil.rmtree(path)
+                dirs.remove(name)
+            else:
+                path.unlink()
+            removed.append(path)
+    return removed
+
+
 def atomic_write_json(path: Path, data: Any, indent: int | None = 2) -> None:
     """Atomically write ``data`` as JSON (UTF-8, non-ASCII kept)."""
     atomic_write_text(path, json.dumps(data, indent=indent, ensure_ascii=False) + "\n")
@@ -43,13 +75,47 @@ def write_jsonl(path: Path, records: Iterable[Any]) -> None:
 
 
 def append_jsonl(path: Path, record: Any) -> None:
-    """Append one record and flush it to disk, for logs that a resumed run reads back."""
+    """Append one record and flush it to disk, for logs that a resumed run reads back. A last line left
+    without its newline (a crash mid-append) is first completed if it is whole JSON, else cut away."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+    with open(path, "a+b") as handle:
+        _repair_tail(handle)
+        handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _repair_tail(handle: BinaryIO) -> None:
+    """Make an open JSONL file end with a newline: finish a whole last line, or truncate a torn one."""
+    end = handle.seek(0, os.SEEK_END)
+    if end == 0:
+        return
+    handle.seek(end - 1)
+    if handle.read(1) == b"\n":
+        return
+    start = _last_line_start(handle, end)
+    handle.seek(start)
+    try:
+        json.loads(handle.read())
+    except ValueError:  # not JSON, or not UTF-8: the line was torn
+        handle.truncate(start)
+    else:
+        handle.write(b"\n")
+
+
+def _last_line_start(handle: BinaryIO, end: int) -> int:
+    """The offset just after the last newline before ``end`` (0 if there is none), read backwards in chunks."""
+    position = end
+    while position > 0:
+        size = min(_TAIL_CHUNK, position)
+        position -= size
+        handle.seek(position)
+        newline = handle.read(size).rfind(b"\n")
+        if newline >= 0:
+            return position + newline + 1
+    return 0
 
 
 class JSONLError(CourseCorrectError):
@@ -59,15 +125,20 @@ class JSONLError(CourseCorrectError):
 def read_jsonl(path: Path, skip_bad: bool = False) -> Iterator[Any]:
     """Yield the records of a JSONL file. A bad line raises ``JSONLError`` naming ``file:line``; with
     ``skip_bad`` it is skipped, and a torn last line (from a crash mid-append) is always skipped."""
+    return (record for _, record in read_jsonl_lines(path, skip_bad))
+
+
+def read_jsonl_lines(path: Path, skip_bad: bool = False) -> Iterator[tuple[int, Any]]:
+    """Like :func:`read_jsonl`, with each record's line number (from 1)."""
     path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    # split at "\n" only: JSON strings may hold other line breaks (U+2028, U+0085) unescaped
+    lines = path.read_bytes().split(b"\n")  # the last item is what follows the last newline
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
-        except json.JSONDecodeError as exc:
-            torn_tail = number == len(lines) and not line.endswith("\n")
-            if skip_bad or torn_tail:
+            yield number, json.loads(line)
+        except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError: a line that is not UTF-8 text
+            if skip_bad or number == len(lines):  # the last item has no newline: torn by a crash mid-append
                 continue
-            raise JSONLError(f"{path}:{number}: not valid JSON ({exc.msg})") from None
+            raise JSONLError(f"{path}:{number}: not valid JSON ({getattr(exc, 'msg', 'not UTF-8 text')})") from None

@@ -3,10 +3,13 @@
 Each step renders every active episode's conversation, asks the backend for all next turns in one
 ``generate`` call, parses each action and steps each episode's env. Finished episodes free their slot for
 the next task. Prompts grow by one turn a step, so a backend with prefix caching prefills only the new turn.
+Each turn samples with a seed of its own (:func:`turn_seed`), so an episode does not depend on which episodes
+share its calls: a resumed evaluation samples exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,7 +18,7 @@ from pydantic import Field
 
 from coursecorrect.agent.parsing import NO_ACTION_OBSERVATION, parse_action
 from coursecorrect.agent.prompt import approx_tokens, episode_start, truncate_context
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_SIZE, MAX_TOKENS, Config, Seed
 from coursecorrect.data.conversation import Conversation, Message
 from coursecorrect.envs.base import Env
 from coursecorrect.errors import EnvError
@@ -25,13 +28,13 @@ from coursecorrect.llm.base import LLM, SamplingParams
 class AgentConfig(Config):
     """How the agent samples and how much context it keeps."""
 
-    batch_size: int = Field(8, ge=1, description="episodes advanced together (one backend call per step)")
+    batch_size: int = Field(8, ge=1, le=MAX_SIZE, description="episodes advanced together (one backend call per step)")
     temperature: float = Field(0.0, ge=0, description="0 = greedy")
     top_p: float = Field(1.0, gt=0, le=1)
-    max_new_tokens: int = Field(128, ge=1, description="tokens per turn (Thought + Action)")
+    max_new_tokens: int = Field(128, ge=1, le=MAX_TOKENS, description="tokens per turn (Thought + Action)")
     stop: list[str] = Field(default_factory=lambda: ["\nObservation"], description="cut a turn at these")
-    max_context_tokens: int = Field(3500, ge=256, description="older turns are dropped beyond this")
-    seed: int = Field(0, description="sampling seed")
+    max_context_tokens: int = Field(3500, ge=256, le=MAX_TOKENS, description="older turns are dropped beyond this")
+    seed: Seed = Field(0, description="sampling seed")
 
 
 @dataclass
@@ -99,7 +102,6 @@ def run_episodes(
     queue: deque[int | EpisodeStart] = deque(task_ids)
     slots: list[_Slot] = []
     count_tokens = getattr(llm, "count_tokens", approx_tokens)
-    calls = 0
     try:
         while queue or any(s.episode for s in slots):
             _fill(slots, queue, make_env, config.batch_size)
@@ -111,9 +113,8 @@ def run_episodes(
             ]
             params = SamplingParams(
                 temperature=config.temperature, top_p=config.top_p, max_new_tokens=config.max_new_tokens,
-                stop=tuple(config.stop), seed=config.seed + calls,
+                stop=tuple(config.stop), seeds=tuple(turn_seed(config.seed, s.episode) for s in active),
             )
-            calls += 1
             for slot, samples in zip(active, llm.generate(prompts, params), strict=True):
                 _advance(slot, samples[0].text, samples[0].prompt_tokens, samples[0].completion_tokens, max_rounds)
                 if slot.episode.done:
@@ -122,6 +123,13 @@ def run_episodes(
     finally:
         for slot in slots:
             slot.env.close()
+
+
+def turn_seed(seed: int, episode: Episode) -> int:
+    """The sampling seed of ``episode``'s next turn: a hash of ``seed``, its task, the step it started from
+    and the turn, below 2**30 (so ``seed + j`` stays a 31-bit integer for any server)."""
+    key = f"coursecorrect-episode:{seed}:{episode.task_id}:{episode.start_step}:{len(episode.actions)}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") >> 2
 
 
 def _fill(

@@ -14,7 +14,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from coursecorrect.errors import CourseCorrectError
-from coursecorrect.io import read_jsonl, write_jsonl
+from coursecorrect.io import read_jsonl_lines, write_jsonl
 
 
 class Message(BaseModel):
@@ -39,7 +39,7 @@ class Conversation(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     messages: list[Message]
-    weight: float = Field(1.0, ge=0)
+    weight: float = Field(1.0, ge=0, allow_inf_nan=False)
     meta: dict[str, Any] = Field(default_factory=dict)
 
     def chat(self) -> list[dict[str, str]]:
@@ -53,13 +53,13 @@ def write_conversations(path: Path, conversations: Iterable[Conversation]) -> No
 
 
 def read_conversations(path: Path, skip_bad: bool = False) -> Iterator[Conversation]:
-    """Read conversations from JSONL; a malformed line raises an error naming ``file:line`` (or is
-    skipped with ``skip_bad``)."""
-    for number, record in enumerate(read_jsonl(path, skip_bad=skip_bad), start=1):
+    """Read conversations from JSONL; a malformed line (e.g. a weight that is negative or not finite) raises
+    an error naming ``file:line`` (or is skipped with ``skip_bad``)."""
+    for number, record in read_jsonl_lines(path, skip_bad=skip_bad):
         try:
             yield Conversation.model_validate(record)
         except ValidationError as exc:
             if not skip_bad:
                 problem = exc.errors()[0]
-                where = ".".join(str(p) for p in problem["loc"])
-                raise CourseCorrectError(f"{path}: record {number}: {where}: {problem['msg']}") from None
+                where = ".".join(str(p) for p in problem["loc"]) or "(record)"
+                raise CourseCorrectError(f"{path}:{number}: {where}: {problem['msg']}") from None

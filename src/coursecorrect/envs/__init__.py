@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_STEPS, Config
 from coursecorrect.envs.base import Env, Snapshot, StepResult
 from coursecorrect.errors import ConfigError, UnknownNameError
 from coursecorrect.registry import Registry
@@ -47,11 +47,18 @@ def make_env(name: str, **kwargs: Any) -> Env:
         raise ConfigError(f"env {name!r}: bad options {kwargs}: {exc}") from None
 
 
+ENV_OPTION_HELP = (
+    "An env option (constructor argument) KEY=VALUE, VALUE read as JSON if it parses, else as text; repeatable: "
+    "--env-option num_tasks=544 --env-option instruction='...'."
+)
+"""The command line's help text of ``--env-option``."""
+
+
 class EnvConfig(Config):
     """Which env to play, and how."""
 
     name: str = Field("textcraft", description="registered env name, e.g. 'textcraft'")
-    max_steps: int = Field(100, ge=1, description="actions per episode before it is truncated")
+    max_steps: int = Field(100, ge=1, le=MAX_STEPS, description="actions per episode before it is truncated")
     options: dict[str, Any] = Field(default_factory=dict, description="extra constructor arguments of the env")
 
     @field_validator("name")
@@ -61,8 +68,15 @@ class EnvConfig(Config):
             raise ValueError(str(UnknownNameError("env", name, ENVS.names())))
         return name
 
+    @field_validator("options")
+    @classmethod
+    def _not_max_steps(cls, options: dict[str, Any]) -> dict[str, Any]:
+        if "max_steps" in options:
+            raise ValueError("set max_steps as a field of its own, not as an option")
+        return options
+
     def make(self) -> Env:
         return make_env(self.name, max_steps=self.max_steps, **self.options)
 
 
-__all__ = ["ENVS", "Env", "EnvConfig", "Snapshot", "StepResult", "make_env", "register_env"]
+__all__ = ["ENVS", "ENV_OPTION_HELP", "Env", "EnvConfig", "Snapshot", "StepResult", "make_env", "register_env"]

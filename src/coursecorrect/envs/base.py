@@ -137,6 +137,11 @@ class Env(ABC):
         self.task_id, self.actions = snapshot.task_id, list(snapshot.actions)
         self.reward, self.done = snapshot.reward, snapshot.done
 
+    def task_key(self, observation: str) -> str:
+        """What identifies a task in its first observation, to match this env's task ids with another copy's
+        (e.g. a server's that numbers the tasks differently). The whole observation unless a subclass knows better."""
+        return observation
+
     def expert_actions(self) -> list[str] | None:
         """A successful action sequence for the current task from its state now, if the env has a solver."""
         return None

@@ -14,7 +14,7 @@ from pydantic import Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from coursecorrect.agent.runner import AgentConfig, run_episodes
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_COUNT, Config
 from coursecorrect.data.conversation import read_conversations
 from coursecorrect.envs import EnvConfig
 from coursecorrect.eval.metrics import summarize
@@ -33,8 +33,10 @@ class EvalConfig(Config):
     model: LLMConfig = Field(default_factory=LLMConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     split: str = Field("test", description="task split to play (train, test, all)")
-    limit: int | None = Field(None, ge=1, description="play only the first N tasks of the split")
-    task_ids: list[int] | None = Field(None, description="play these tasks instead of the split's (then limit)")
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT, description="play only the first N tasks of the split")
+    task_ids: list[int] | None = Field(
+        None, min_length=1, description="play these tasks instead of the split's (then limit)"
+    )
 
 
 def evaluate(config: EvalConfig, out_dir: Path, llm: LLM | None = None, progress: bool = True) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from rich.progress import track
 
 from coursecorrect.agent.prompt import TASK_MESSAGES
 from coursecorrect.agent.runner import AgentConfig, EpisodeStart, run_episodes
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_COUNT, MAX_STEPS, Config, Seed
 from coursecorrect.data.conversation import Conversation, read_conversations, write_conversations
 from coursecorrect.envs import EnvConfig
 from coursecorrect.errors import CourseCorrectError
@@ -37,9 +37,9 @@ class RevisionAbilityConfig(Config):
     env: EnvConfig = Field(default_factory=EnvConfig, description="the env the episodes were played in")
     model: LLMConfig = Field(default_factory=LLMConfig, description="the model that continues them")
     agent: AgentConfig = Field(default_factory=AgentConfig)
-    max_rounds: int = Field(50, ge=1, description="turns the model may play after the cut")
-    limit: int | None = Field(None, ge=1, description="continue only the first N failed episodes")
-    seed: int = Field(0, description="seed of the random cut points")
+    max_rounds: int = Field(50, ge=1, le=MAX_STEPS, description="turns the model may play after the cut")
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT, description="continue only the first N failed episodes")
+    seed: Seed = Field(0, description="seed of the random cut points")
 
 
 def failed_episodes(folder: Path) -> list[Conversation]:

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_SAMPLES, MAX_SECONDS, MAX_SIZE, MAX_TOKENS, Config
 from coursecorrect.llm.base import LLM, BackendStats, Completion, Conversation, Message, SamplingParams
 
 MANAGED_BACKENDS = ("vllm", "vllm-server", "llama-cpp")
@@ -32,10 +32,14 @@ class EngineConfig(Config):
         default_factory=dict, description="servers: extra environment variables, e.g. VLLM_CPU_KVCACHE_SPACE"
     )
     port: int | None = Field(None, ge=1, le=65535, description="servers: this port instead of a free one")
-    startup_timeout: float = Field(900.0, gt=0, description="servers: seconds to wait for the server to answer")
-    max_restarts: int = Field(2, ge=0, description="servers: restarts of a server that died, per model")
-    context_length: int = Field(4096, ge=64, description="tokens of prompt + completion the engine accepts")
-    threads: int | None = Field(None, ge=1, description="llama-cpp: CPU threads (default: all cores)")
+    startup_timeout: float = Field(
+        900.0, gt=0, le=MAX_SECONDS, description="servers: seconds to wait for the server to answer"
+    )
+    max_restarts: int = Field(2, ge=0, le=MAX_SAMPLES, description="servers: restarts of a server that died, per model")
+    context_length: int = Field(
+        4096, ge=64, le=MAX_TOKENS, description="tokens of prompt + completion the engine accepts"
+    )
+    threads: int | None = Field(None, ge=1, le=MAX_SIZE, description="llama-cpp: CPU threads (default: all cores)")
     gguf_type: Literal["f32", "f16", "bf16", "q8_0"] = Field(
         "q8_0", description="llama-cpp: the GGUF type each model is converted to (q8_0: fastest on CPU)"
     )
@@ -62,13 +66,13 @@ class LLMConfig(Config):
         "with AMX/AVX512_BF16, emulated and slower elsewhere)",
     )
     device: str | None = Field(None, description="transformers: cpu, cuda, ... (default: cuda if present)")
-    max_batch_size: int = Field(16, ge=1, description="transformers: rows per forward pass")
+    max_batch_size: int = Field(16, ge=1, le=MAX_SIZE, description="transformers: rows per forward pass")
     cache_gb: float = Field(3.0, ge=0, description="transformers: memory for cached prompt prefixes (0 = off)")
     base_url: str = Field("http://127.0.0.1:8000/v1", description="openai: the server's /v1 URL")
     api_key: str | None = Field(None, description="openai: key (default: $OPENAI_API_KEY)")
-    max_concurrency: int = Field(16, ge=1, description="openai and servers: requests in flight at once")
-    timeout: float = Field(120.0, gt=0, description="openai: seconds per request")
-    max_retries: int = Field(5, ge=0, description="openai: retries of transient errors, with backoff")
+    max_concurrency: int = Field(16, ge=1, le=MAX_SIZE, description="openai and servers: requests in flight at once")
+    timeout: float = Field(120.0, gt=0, le=MAX_SECONDS, description="openai: seconds per request")
+    max_retries: int = Field(5, ge=0, le=MAX_SAMPLES, description="openai: retries of transient errors, with backoff")
     engine: EngineConfig = Field(default_factory=EngineConfig, description="vllm, vllm-server, llama-cpp: settings")
 
     def make(self) -> LLM:

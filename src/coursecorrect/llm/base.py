@@ -6,6 +6,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from coursecorrect.text import replace_surrogates
+
 Message = dict[str, str]
 """A chat message: ``{"role": "system" | "user" | "assistant", "content": str}``; extra keys are ignored."""
 
@@ -51,12 +53,16 @@ class SamplingParams:
 
 @dataclass(frozen=True)
 class Completion:
-    """One sampled response. The text excludes the stop string and the end-of-turn token."""
+    """One sampled response. The text excludes the stop string and the end-of-turn token; model text is untrusted,
+    so every backend's text passes :func:`replace_surrogates` here, where it enters, and can be written as UTF-8."""
 
     text: str
     prompt_tokens: int
     completion_tokens: int
     finish_reason: Literal["stop", "length"] = "stop"
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "text", replace_surrogates(self.text))
 
 
 @dataclass

@@ -308,13 +308,18 @@ def load_model_and_tokenizer(
     if torch.device(device).type == "cpu":
         keep_freed_memory()
     source = resolve_model(name)
+    if isinstance(source, Path) and not (source / "config.json").is_file():
+        raise BackendError(f"cannot load model {name!r}: the folder holds no model (no config.json)")
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=resolve_dtype(dtype, device))
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a folder whose model or tokenizer files are unreadable
+        what = (
+            "the folder's files do not load" if isinstance(source, Path)
+            else f"not a built-in alias ({', '.join(ALIASES)}), a local model folder, or a reachable hub id"
+        )
         raise BackendError(
-            f"cannot load model {name!r}: not a built-in alias ({', '.join(ALIASES)}), a local model folder, "
-            f"or a reachable hub id ({exc.__class__.__name__}: {str(exc).splitlines()[0]})"
+            f"cannot load model {name!r}: {what} ({exc.__class__.__name__}: {' '.join(str(exc).split())[:300]})"
         ) from exc
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from importlib.resources import files
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -21,6 +21,10 @@ from rich.table import Table
 from coursecorrect.config import apply_overrides, read_config_file, validate_config
 from coursecorrect.console import console
 from coursecorrect.errors import CourseCorrectError
+from coursecorrect.preflight import check_model, check_tasks, output_file, output_folder
+
+if TYPE_CHECKING:
+    from coursecorrect.pipeline.run import RunConfig
 
 DEMO_CONFIG = "demo.toml"
 
@@ -34,10 +38,20 @@ def _run(data: dict, source: str, out: Path, progress: bool) -> None:
     from coursecorrect.pipeline.run import RunConfig, run_pipeline
 
     spec = validate_config(RunConfig, data, source=source)
+    _check_run(spec, out)
     start = time.perf_counter()
     report = run_pipeline(spec, out, progress=progress)
     console.print(success_table(out))
     console.print(f"[bold]done[/bold] in {time.perf_counter() - start:.0f} s this session; report: {report}")
+
+
+def _check_run(spec: RunConfig, out: Path) -> None:
+    """The run's folder, starting model, envs, splits and task ids, checked before anything is written."""
+    output_folder(out)
+    check_model(spec.model)
+    for env in spec.envs:
+        for stage in (spec.warm_start, spec.collect, spec.eval):
+            check_tasks(env, stage.split, stage.task_ids)
 
 
 def success_table(out: Path) -> Table:
@@ -98,8 +112,10 @@ def compare_command(
     from coursecorrect.pipeline.compare import CompareConfig, run_compare
 
     spec = validate_config(CompareConfig, read_config_file(config), source=str(config))
+    out = out or Path("runs") / config.stem
+    _check_run(spec, out)
     start = time.perf_counter()
-    report = run_compare(spec, out or Path("runs") / config.stem, progress=progress)
+    report = run_compare(spec, out, progress=progress)
     console.print(f"[bold]done[/bold] in {time.perf_counter() - start:.0f} s this session; report: {report}")
 
 
@@ -117,6 +133,8 @@ def report_command(
 
     if not (run_dir / "config.yaml").is_file():
         raise CourseCorrectError(f"{run_dir}: not a run folder (no config.yaml)")
+    if readme is not None:
+        output_file(readme, "--readme")
     report = write_compare_report(run_dir) if is_compare_folder(run_dir) else write_report(run_dir)
     console.print(f"report: {report}")
     if readme is not None:

@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from coursecorrect.config import Config, apply_overrides
+from coursecorrect.config import Config, Seed, apply_overrides
 from coursecorrect.errors import ConfigError
 from coursecorrect.pipeline.actor import Actor
 from coursecorrect.pipeline.run import RunConfig, check_run_config, run_loop
@@ -59,7 +59,7 @@ class CompareConfig(RunConfig):
     methods: list[str] = Field(
         default_factory=lambda: list(PRESETS), description="presets or variant names, run in this order"
     )
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], description="seeds of search, data and training")
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], description="seeds of search, data and training")
     variants: dict[str, Variant] = Field(default_factory=dict, description="named variants of presets")
     dpo: DPOStageConfig | None = Field(default_factory=DPOStageConfig, description="ETO's DPO stage")
     control_steps_like: str = Field("agent-r", description="the method whose optimizer steps gold copies")

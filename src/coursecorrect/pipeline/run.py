@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from coursecorrect.agent.runner import AgentConfig
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_COUNT, MAX_EPOCHS, MAX_SIZE, MAX_STEPS, Config, Seed
 from coursecorrect.console import console
 from coursecorrect.data.conversation import Conversation, read_conversations, write_conversations
 from coursecorrect.envs import EnvConfig
@@ -62,22 +62,24 @@ class WarmStartConfig(Config):
 
     enabled: bool = Field(True, description="train on gold trajectories first (needed by weak base models)")
     split: str = Field("train", description="split whose tasks the expert plays")
-    limit: int | None = Field(200, ge=1, description="expert trajectories per env (first N tasks of the split)")
-    task_ids: list[int] | None = Field(None, description="these tasks instead of the split's")
-    epochs: float = Field(2, gt=0, description="epochs over the gold data")
-    max_steps: int | None = Field(None, ge=1, description="optimizer steps instead of epochs")
-    seed: int = Field(0, description="training seed of the warm start (compare shares one warm start across seeds)")
+    limit: int | None = Field(
+        200, ge=1, le=MAX_COUNT, description="expert trajectories per env (first N tasks of the split)"
+    )
+    task_ids: list[int] | None = Field(None, min_length=1, description="these tasks instead of the split's")
+    epochs: float = Field(2, gt=0, le=MAX_EPOCHS, description="epochs over the gold data")
+    max_steps: int | None = Field(None, ge=1, le=MAX_COUNT, description="optimizer steps instead of epochs")
+    seed: Seed = Field(0, description="training seed of the warm start (compare shares one warm start across seeds)")
 
 
 class RunCollectConfig(Config):
     """Stage 1 of every iteration: MCTS on training tasks."""
 
     mcts: MCTSConfig = Field(default_factory=MCTSConfig)
-    max_steps: int = Field(20, ge=1, description="env step limit during search (the paper: 20)")
+    max_steps: int = Field(20, ge=1, le=MAX_STEPS, description="env step limit during search (the paper: 20)")
     split: str = Field("train", description="split whose tasks are searched")
-    limit: int | None = Field(None, ge=1, description="search the first N tasks of the split")
-    task_ids: list[int] | None = Field(None, description="search these tasks instead")
-    batch_trees: int = Field(8, ge=1, description="trees searched together")
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT, description="search the first N tasks of the split")
+    task_ids: list[int] | None = Field(None, min_length=1, description="search these tasks instead")
+    batch_trees: int = Field(8, ge=1, le=MAX_SIZE, description="trees searched together")
 
 
 class RunDataConfig(BuildConfig):
@@ -95,8 +97,8 @@ class RunDataConfig(BuildConfig):
 class RunTrainConfig(TrainConfig):
     """Stage 3: SFT. ``model`` and ``epochs`` are set by the run (the current model; epochs below)."""
 
-    epochs_first: float = Field(3, gt=0, description="epochs of iteration 1 (the paper: 3)")
-    epochs_later: float = Field(1, gt=0, description="epochs of later iterations (the paper: 1)")
+    epochs_first: float = Field(3, gt=0, le=MAX_EPOCHS, description="epochs of iteration 1 (the paper: 3)")
+    epochs_later: float = Field(1, gt=0, le=MAX_EPOCHS, description="epochs of later iterations (the paper: 1)")
     start: Literal["previous", "initial"] = Field(
         "previous",
         description="where iteration i's training starts: the previous iteration's model (Agent-R), or the starting "
@@ -111,13 +113,15 @@ class RunEvalConfig(Config):
     """Stage 4: the test split, and the revision-ability protocol."""
 
     split: str = Field("test", description="split whose tasks are played")
-    limit: int | None = Field(None, ge=1, description="play the first N tasks of the split")
-    task_ids: list[int] | None = Field(None, description="play these tasks instead of the split's")
-    max_steps: int = Field(100, ge=1, description="env step limit (the paper: 100)")
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT, description="play the first N tasks of the split")
+    task_ids: list[int] | None = Field(None, min_length=1, description="play these tasks instead of the split's")
+    max_steps: int = Field(100, ge=1, le=MAX_STEPS, description="env step limit (the paper: 100)")
     agent: AgentConfig = Field(default_factory=AgentConfig)
     revision_ability: bool = Field(True, description="continue the starting model's failures with each new model")
-    revision_max_rounds: int = Field(50, ge=1, description="turns after the cut (the paper: 50)")
-    revision_limit: int | None = Field(None, ge=1, description="continue at most N failed episodes per env")
+    revision_max_rounds: int = Field(50, ge=1, le=MAX_STEPS, description="turns after the cut (the paper: 50)")
+    revision_limit: int | None = Field(
+        None, ge=1, le=MAX_COUNT, description="continue at most N failed episodes per env"
+    )
 
 
 class RunConfig(Config):
@@ -131,7 +135,7 @@ class RunConfig(Config):
         description="the starting model (an alias or folder that transformers loads, for training) and the backend "
         "that samples from each iteration's model: transformers, vllm, vllm-server or llama-cpp",
     )
-    iterations: int = Field(3, ge=0)
+    iterations: int = Field(3, ge=0, le=MAX_STEPS, description="Agent-R iterations after the warm start")
     warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
     collect: RunCollectConfig = Field(default_factory=RunCollectConfig)
     data: RunDataConfig = Field(default_factory=RunDataConfig)

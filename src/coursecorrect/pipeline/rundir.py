@@ -26,7 +26,7 @@ import yaml
 from coursecorrect.config import Config, dump_config
 from coursecorrect.console import console
 from coursecorrect.errors import ConfigError
-from coursecorrect.io import atomic_write_json, atomic_write_text
+from coursecorrect.io import atomic_write_json, atomic_write_text, remove_temporaries
 
 STAGE_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
@@ -105,7 +105,8 @@ def run_stage(
 ) -> dict[str, Any]:
     """Run one stage unless its DONE.json exists; record its summary and wall time. ``kept(summary)`` tells
     whether a finished stage's artefacts that later stages need are still there (models and trees are not
-    kept in git, so a run folder carried to another machine lacks them); if not, the stage runs again."""
+    kept in git, so a run folder carried to another machine lacks them); if not, the stage runs again.
+    A stage that runs first deletes the temporaries that an earlier, killed attempt left in its folder."""
     stage = run.stage(name, iteration)
     label = f"iteration {iteration} · {name}" if iteration else name
     if stage.is_done():
@@ -115,6 +116,8 @@ def run_stage(
             return summary
         console.print(f"[yellow]{label}: done, but what it made is gone (another machine?): running it again")
     console.rule(f"[bold]{label}")
+    if removed := remove_temporaries(stage.path):
+        console.print(f"[dim]removed {len(removed)} temporaries left by an interrupted attempt[/dim]")
     start = time.perf_counter()
     summary = work(stage.path)
     summary["wall_seconds"] = round(time.perf_counter() - start, 2)

@@ -28,7 +28,7 @@ from pydantic import Field
 
 from coursecorrect.agent.parsing import parse_action
 from coursecorrect.agent.prompt import episode_start
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_COUNT, MAX_TOKENS, Config, Seed
 from coursecorrect.data.conversation import Conversation, Message, write_conversations
 from coursecorrect.envs.base import Env
 from coursecorrect.errors import CourseCorrectError
@@ -51,13 +51,14 @@ class BuildConfig(Config):
     critic: Literal["model", "direct", "value"] = Field("model", description="transition-point finder (agent-r)")
     pairs: PairConfig = Field(default_factory=PairConfig, description="which leaf pairs become revisions")
     value_threshold: float = Field(0.0, description="value critic: a step with Q at most this is an error")
-    critic_max_new_tokens: int = Field(128, ge=1, description="model critic: tokens per judgement")
-    seed: int = Field(0, description="seed of the revision-thought choice and of the per-task cap's sample")
+    critic_max_new_tokens: int = Field(128, ge=1, le=MAX_TOKENS, description="model critic: tokens per judgement")
+    seed: Seed = Field(0, description="seed of the revision-thought choice and of the per-task cap's sample")
     dedup: Literal["text", "actions"] = Field(
         "text", description="drop repeats of the same text (text), or of the same actions and observations (actions)"
     )
     max_per_task: int | None = Field(
-        None, ge=1, description="keep at most this many trajectories per task (a seeded sample, kinds kept in order)"
+        None, ge=1, le=MAX_COUNT,
+        description="keep at most this many trajectories per task (a seeded sample, kinds kept in order)",
     )
 
     @property

@@ -18,6 +18,7 @@ from coursecorrect.config import apply_overrides, read_config_file, validate_con
 from coursecorrect.console import console
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.llm import BACKEND_HELP
+from coursecorrect.preflight import output_file, output_folder
 
 if TYPE_CHECKING:
     from coursecorrect.revision.build import BuildConfig, BuildResult
@@ -72,14 +73,14 @@ def build_data_command(
     })
     spec = validate_config(BuildConfig, data, source=str(config or "build-data"))
     if spec.mode == "gold":
+        out = output_folder(out or Path("runs") / f"data-gold-{env}-{split}")
         result, source = _gold(env, split, limit), f"{env} {split}"
-        out = out or Path("runs") / f"data-gold-{env}-{split}"
     else:
         if trees is None:
             raise CourseCorrectError(f"--mode {spec.mode} builds data from trees: give --trees")
+        out = output_folder(out or Path("runs") / f"data-{spec.mode}-{trees.resolve().name}")
         llm = {"model": model, "backend": backend, "base_url": base_url}
         result, source = _from_trees(trees, spec, llm), f"{trees} ({spec.critic_name} critic)"
-        out = out or Path("runs") / f"data-{spec.mode}-{trees.resolve().name}"
     write_data(result, out)
     console.print(counts_table(f"{spec.mode} data from {source}", result.counts))
     console.print(f"{len(result.conversations)} conversations and counts: {out}")
@@ -132,6 +133,10 @@ def export_command(
         raise CourseCorrectError(f"unknown --style {style!r}; choose split or loss_mask")
     if not data.is_file():
         raise CourseCorrectError(f"{data}: no such file")
+    if fmt == "hf":
+        output_folder(out)
+    else:
+        output_file(out, "--out")
     conversations = list(read_conversations(data))
     records = export(conversations, fmt, out, sharegpt_style=style)  # type: ignore[arg-type]
     console.print(f"wrote {records} {fmt} records from {len(conversations)} conversations: {out}")

@@ -20,7 +20,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_COUNT, Config, Seed
 from coursecorrect.search.tree import Node, Tree
 
 
@@ -30,8 +30,10 @@ class PairConfig(Config):
     rule: Literal["paper", "released"] = Field("paper", description="paper (Eq. 4) or released (the authors' code)")
     alpha: float = Field(0.5, description="floor on the good leaf's score (paper: 0.5 / 0.7 / 1.0 by iteration)")
     beta: float = Field(0.2, description="paper: the bad leaf scores below it and the good above; released: gap")
-    max_pairs_per_tree: int | None = Field(None, ge=1, description="keep at most this many pairs per tree")
-    seed: int = Field(0, description="seed of each tree's pair shuffle")
+    max_pairs_per_tree: int | None = Field(
+        None, ge=1, le=MAX_COUNT, description="keep at most this many pairs per tree"
+    )
+    seed: Seed = Field(0, description="seed of each tree's pair shuffle")
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,6 +8,7 @@ Mounted by ``coursecorrect.cli``::
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -17,6 +18,7 @@ from coursecorrect.config import apply_overrides, read_config_file, validate_con
 from coursecorrect.console import console, summary_table
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.llm import BACKEND_HELP
+from coursecorrect.preflight import check_model, output_folder
 
 rise_app = typer.Typer(
     help="RISE: multi-turn 'try again' on math problems, reward-weighted training, turn-wise evaluation.",
@@ -73,7 +75,10 @@ def collect_command(
         "limit": limit, "max_new_tokens": max_new_tokens, "seed": seed,
     })
     spec = validate_config(RiseCollectConfig, data, source=str(config or "rise collect"))
-    out = out or Path("runs") / f"rise-collect-{spec.env.name}-{Path(spec.model.model).name}"
+    out = output_folder(out or Path("runs") / f"rise-collect-{spec.env.name}-{Path(spec.model.model).name}")
+    check_model(spec.model)
+    if spec.teacher is not None:
+        check_model(spec.teacher)
     summary = collect_rollouts(spec, out, progress=progress)
     console.print(summary_table(f"RISE rollouts of {spec.model.model} on {spec.env.name}", summary))
     console.print(f"rollouts: {out / 'rollouts'}")
@@ -116,10 +121,17 @@ def train_command(
     })
     data_spec = validate_config(RiseDataConfig, data.get("data", {}), source=str(config or "rise train") + " [data]")
     train_spec = validate_config(TrainConfig, data.get("train", {}), source=str(config or "rise train") + " [train]")
-    examples, counts = rise_examples(read_parts(rollouts, strict=strict), data_spec)
+    out = output_folder(out or Path("runs") / f"rise-train-{Path(train_spec.model).name}")
+    with warnings.catch_warnings(record=True) as skipped:  # read_parts warns of the lines it skips
+        warnings.simplefilter("always")
+        records = read_parts(rollouts, strict=strict)
+    examples, counts = rise_examples(records, data_spec)
     if not examples:
-        raise CourseCorrectError(f"{rollouts}: no turn passes criterion {data_spec.criterion!r}; nothing to train on")
-    out = out or Path("runs") / f"rise-train-{Path(train_spec.model).name}"
+        raise CourseCorrectError(
+            f"{rollouts}: no turn passes criterion {data_spec.criterion!r}; nothing to train on{_first_skip(skipped)}"
+        )
+    for warning in skipped:
+        typer.echo(f"warning: {warning.message}", err=True)
     write_conversations(out / "data.jsonl", examples)
     atomic_write_json(out / "counts.json", counts)
     console.print(summary_table("RISE examples", counts))
@@ -129,6 +141,14 @@ def train_command(
     summary = train_sft(train_spec, examples, out, progress=progress)
     console.print(summary_table(f"RWR fine-tuning of {train_spec.model}", summary))
     console.print(f"model: {summary['model_path']}")
+
+
+def _first_skip(caught: list[warnings.WarningMessage]) -> str:
+    """`` (skipped N unusable record(s): FILE:LINE: WHY ...)`` from read_parts' warning, in one line; or ``""``."""
+    if not caught:
+        return ""
+    lines = [line.strip() for line in str(caught[0].message).splitlines()]
+    return f" ({' '.join(lines[:2])}{' ...' if len(lines) > 2 else ''})"
 
 
 @rise_app.command("eval")
@@ -161,7 +181,8 @@ def eval_command(
         "parallel_samples": parallel_samples, "window": window, "max_new_tokens": max_new_tokens, "seed": seed,
     })
     spec = validate_config(RiseEvalConfig, data, source=str(config or "rise eval"))
-    out = out or Path("runs") / f"rise-eval-{spec.env.name}-{Path(spec.model.model).name}-{spec.split}"
+    out = output_folder(out or Path("runs") / f"rise-eval-{spec.env.name}-{Path(spec.model.model).name}-{spec.split}")
+    check_model(spec.model)
     summary = rise_evaluate(spec, out, progress=progress)
     console.print(summary_table(f"{spec.model.model} on {spec.env.name} {spec.split}, turn-wise", summary))
     console.print(f"records, summary and accuracy.png: {out}")
@@ -182,8 +203,10 @@ def run_command(
 
     data = apply_overrides(read_config_file(config), {"iterations": iterations, "model.model": model})
     spec = validate_config(RiseRunConfig, data, source=str(config))
+    out = output_folder(out or Path("runs") / config.stem)
+    check_model(spec.model)
     start = time.perf_counter()
-    report = run_rise(spec, out or Path("runs") / config.stem, progress=progress)
+    report = run_rise(spec, out, progress=progress)
     console.print(f"[bold]done[/bold] in {time.perf_counter() - start:.0f} s this session; report: {report}")
 
 

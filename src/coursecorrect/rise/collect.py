@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_COUNT, MAX_SAMPLES, MAX_SIZE, MAX_STEPS, MAX_TOKENS, Config, Seed
 from coursecorrect.envs import EnvConfig
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm import LLM, LLMConfig, SamplingParams
@@ -33,7 +33,9 @@ class TurnSpec(Config):
     """How one turn is answered: the best of ``num_samples`` from the learner or the teacher."""
 
     model: Literal["learner", "teacher"] = Field("learner", description="who answers this turn")
-    num_samples: int = Field(1, ge=1, description="samples drawn; the best-graded one is kept (ties: the first)")
+    num_samples: int = Field(
+        1, ge=1, le=MAX_SAMPLES, description="samples drawn; the best-graded one is kept (ties: the first)"
+    )
     temperature: float = Field(0.7, ge=0, description="sampling temperature (0 = greedy)")
 
 
@@ -42,16 +44,19 @@ class RiseCollectSettings(Config):
 
     turns: list[TurnSpec] = Field(
         default_factory=lambda: [TurnSpec(), TurnSpec(num_samples=16, temperature=1.0)],
-        min_length=1, description="one entry per turn (released RISE: 1 learner sample, then best-of-16)",
+        min_length=1, max_length=MAX_STEPS,
+        description="one entry per turn (released RISE: 1 learner sample, then best-of-16)",
     )
     split: str = Field("train", description="task split to roll out")
-    limit: int | None = Field(None, ge=1, description="only the first N problems of the split")
-    max_new_tokens: int = Field(256, ge=1, description="tokens per attempt")
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT, description="only the first N problems of the split")
+    max_new_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per attempt")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
-    window: int | None = Field(None, ge=1, description="keep only the last k attempts in context")
+    window: int | None = Field(None, ge=1, le=MAX_STEPS, description="keep only the last k attempts in context")
     drop_degenerate: bool = Field(True, description="samples looping on a phrase are never kept")
-    chunk_size: int = Field(32, ge=1, description="problems rolled out together (one backend call per turn)")
-    seed: int = Field(0, description="sampling seed")
+    chunk_size: int = Field(
+        32, ge=1, le=MAX_SIZE, description="problems rolled out together (one backend call per turn)"
+    )
+    seed: Seed = Field(0, description="sampling seed")
 
 
 class RiseCollectConfig(RiseCollectSettings):
@@ -83,9 +88,9 @@ def collect_rollouts(
 ) -> dict[str, Any]:
     """Roll out ``config``'s problems into ``out_dir`` (resuming) and return the summary. ``llm`` is the
     learner when already loaded."""
-    run = RunDir.open(out_dir, config.model_copy(update={"limit": None}))
     env = math_env(config.env.make())
     task_ids = env.task_ids(config.split)[: config.limit]
+    run = RunDir.open(out_dir, config.model_copy(update={"limit": None}))
     owned: list[LLM] = []
     llms: dict[str, LLM] = {}
 

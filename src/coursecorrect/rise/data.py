@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_STEPS, Config
 from coursecorrect.data.conversation import Conversation, Message
+from coursecorrect.errors import CourseCorrectError
 from coursecorrect.rise.prompt import rise_messages
 
 
@@ -35,7 +36,9 @@ class RiseDataConfig(Config):
     )
     penalize_unparseable: bool = Field(False, description="reward -1 (not 0) for attempts with no readable answer")
     dedup: bool = Field(True, description="drop examples repeating an earlier (context, response) pair")
-    window: int | None = Field(None, ge=1, description="keep only the last k attempts in context (as at collection)")
+    window: int | None = Field(
+        None, ge=1, le=MAX_STEPS, description="keep only the last k attempts in context (as at collection)"
+    )
 
 
 def reward(grade: float, penalize_unparseable: bool) -> float:
@@ -61,6 +64,28 @@ def weight(r: float, rewards: list[float], config: RiseDataConfig) -> float:
     return math.exp((r - centre) / config.tau)
 
 
+def _rewards(rollout: dict[str, Any], config: RiseDataConfig) -> list[float]:
+    """The rewards of a rollout's turns; a grade that is not a finite number is an error."""
+    grades = [t["grade"] for t in rollout["turns"]]
+    for turn, grade in enumerate(grades):
+        if isinstance(grade, bool) or not isinstance(grade, int | float) or not math.isfinite(grade):
+            raise CourseCorrectError(
+                f"rollout of task {rollout['task_id']}, turn {turn}: grade {grade!r} is not a finite number"
+            )
+    return [reward(g, config.penalize_unparseable) for g in grades]
+
+
+def _weight_of(rollout: dict[str, Any], turn: int, rewards: list[float], config: RiseDataConfig) -> float:
+    """:func:`weight` of a turn; one that overflows (it would make the training loss inf) is an error."""
+    try:
+        return weight(rewards[turn], rewards, config)
+    except OverflowError:
+        raise CourseCorrectError(
+            f"rollout of task {rollout['task_id']}, turn {turn}: its weight exp(r / tau) overflows with "
+            f"tau = {config.tau:g}; raise tau"
+        ) from None
+
+
 def rise_examples(rollouts: list[dict[str, Any]], config: RiseDataConfig) -> tuple[list[Conversation], dict]:
     """The weighted examples of ``rollouts`` and counts of what was kept."""
     examples: list[Conversation] = []
@@ -68,7 +93,7 @@ def rise_examples(rollouts: list[dict[str, Any]], config: RiseDataConfig) -> tup
     duplicates = 0
     for rollout in rollouts:
         turns = rollout["turns"]
-        rewards = [reward(t["grade"], config.penalize_unparseable) for t in turns]
+        rewards = _rewards(rollout, config)
         for t in kept_turns(rewards, config.criterion):
             attempts = [turn["response"] for turn in turns[:t]]
             context = rise_messages(rollout["instruction"], rollout.get("demo"), rollout["question"], attempts,
@@ -81,7 +106,7 @@ def rise_examples(rollouts: list[dict[str, Any]], config: RiseDataConfig) -> tup
             messages = [Message(role=m["role"], content=m["content"]) for m in context]
             messages.append(Message(role="assistant", content=turns[t]["response"], loss=True))
             examples.append(Conversation(
-                messages=messages, weight=weight(rewards[t], rewards, config),
+                messages=messages, weight=_weight_of(rollout, t, rewards, config),
                 meta={"env": rollout.get("env"), "task_id": rollout["task_id"], "turn": t, "reward": rewards[t],
                       "model": turns[t].get("model")},
             ))

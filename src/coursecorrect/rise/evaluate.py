@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import Field
 
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_COUNT, MAX_SAMPLES, MAX_SIZE, MAX_STEPS, MAX_TOKENS, Config, Seed
 from coursecorrect.envs import EnvConfig
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm import LLM, LLMConfig, SamplingParams
@@ -32,15 +32,17 @@ class RiseEvalSettings(Config):
     """How a model is evaluated (the part a RISE run configures once)."""
 
     split: str = Field("test", description="task split")
-    limit: int | None = Field(None, ge=1, description="only the first N problems")
-    turns: int = Field(5, ge=1, description="sequential turns")
-    parallel_samples: int = Field(5, ge=0, description="samples of the parallel evaluation (0 = skip it)")
+    limit: int | None = Field(None, ge=1, le=MAX_COUNT, description="only the first N problems")
+    turns: int = Field(5, ge=1, le=MAX_STEPS, description="sequential turns")
+    parallel_samples: int = Field(
+        5, ge=0, le=MAX_SAMPLES, description="samples of the parallel evaluation (0 = skip it)"
+    )
     temperature: float = Field(0.0, ge=0, description="sequential turns' temperature (0 = greedy)")
     parallel_temperature: float = Field(0.7, gt=0, description="parallel samples' temperature")
-    max_new_tokens: int = Field(256, ge=1, description="tokens per attempt")
-    window: int | None = Field(None, ge=1, description="keep only the last k attempts in context")
-    chunk_size: int = Field(32, ge=1, description="problems evaluated together")
-    seed: int = Field(0, description="sampling seed")
+    max_new_tokens: int = Field(256, ge=1, le=MAX_TOKENS, description="tokens per attempt")
+    window: int | None = Field(None, ge=1, le=MAX_STEPS, description="keep only the last k attempts in context")
+    chunk_size: int = Field(32, ge=1, le=MAX_SIZE, description="problems evaluated together")
+    seed: Seed = Field(0, description="sampling seed")
 
 
 class RiseEvalConfig(RiseEvalSettings):
@@ -52,9 +54,9 @@ class RiseEvalConfig(RiseEvalSettings):
 
 def rise_evaluate(config: RiseEvalConfig, out_dir: Path, llm: LLM | None = None, progress: bool = True) -> dict:
     """Evaluate ``config.model`` (or the loaded ``llm``) into ``out_dir`` (resuming); return the summary."""
-    run = RunDir.open(out_dir, config.model_copy(update={"limit": None}))
     env = math_env(config.env.make())
     task_ids = env.task_ids(config.split)[: config.limit]
+    run = RunDir.open(out_dir, config.model_copy(update={"limit": None}))
     model = config.model.model
     sequential = SamplingParams(temperature=config.temperature, max_new_tokens=config.max_new_tokens)
     backend: list[LLM] = [llm] if llm is not None else []

@@ -27,13 +27,13 @@ def read_parts(folder: Path, required: Sequence[str] = ("task_id", "turns"), str
     files = [folder] if folder.is_file() else sorted(folder.glob("part-*.jsonl"))
     records, bad = [], []
     for path in files:
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):  # JSON strings may hold U+2028
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError as exc:
-                bad.append(f"{path}:{number}: not valid JSON ({exc.msg})")
+            except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError: a line that is not UTF-8 text
+                bad.append(f"{path}:{number}: not valid JSON ({getattr(exc, 'msg', 'not UTF-8 text')})")
                 continue
             missing = [key for key in required if not isinstance(record, dict) or key not in record]
             if missing:

@@ -20,7 +20,7 @@ from typing import Any
 
 from pydantic import Field, model_validator
 
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_STEPS, Config
 from coursecorrect.console import console
 from coursecorrect.data.conversation import read_conversations, write_conversations
 from coursecorrect.envs import EnvConfig
@@ -52,7 +52,7 @@ class RiseRunConfig(Config):
         "that samples from each iteration's model: transformers, vllm, vllm-server or llama-cpp",
     )
     teacher: LLMConfig | None = Field(None, description="the model of teacher turns (any backend)")
-    iterations: int = Field(1, ge=0)
+    iterations: int = Field(1, ge=0, le=MAX_STEPS, description="RISE iterations after the first evaluation")
     collect: RiseCollectSettings = Field(default_factory=RiseCollectSettings)
     data: RiseDataConfig = Field(default_factory=RiseDataConfig)
     train: TrainConfig = Field(default_factory=TrainConfig, description="SFT settings; model is set by the run")

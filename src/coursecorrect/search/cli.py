@@ -13,10 +13,12 @@ from typing import Annotated
 
 import typer
 
-from coursecorrect.config import apply_overrides, read_config_file, validate_config
+from coursecorrect.config import apply_overrides, parse_assignments, read_config_file, validate_config
 from coursecorrect.console import console, summary_table
+from coursecorrect.envs import ENV_OPTION_HELP
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.llm import BACKEND_HELP
+from coursecorrect.preflight import check_model, check_tasks, output_file, output_folder
 
 tree_app = typer.Typer(help="Show and summarise MCTS trees.", no_args_is_help=True)
 
@@ -50,6 +52,7 @@ def collect_command(
     ray_gpus_per_worker: Annotated[
         float | None, typer.Option(help="GPUs each Ray worker reserves (implies --ray).  [default: 0]")
     ] = None,
+    env_option: Annotated[list[str] | None, typer.Option(help=ENV_OPTION_HELP)] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
 ) -> None:
     """Search MCTS trees of agent trajectories (Agent-R stage 1) into OUT/trees/task_{id}.json.
@@ -68,29 +71,42 @@ def collect_command(
     """
     from coursecorrect.search.collect import CollectConfig, collect
 
-    ids = None
-    if task_ids is not None:
-        try:
-            ids = [int(part) for part in task_ids.split(",") if part.strip()]
-        except ValueError:
-            raise CourseCorrectError(f"--task-ids must be comma-separated integers, got {task_ids!r}") from None
+    ids = _parse_task_ids(task_ids) if task_ids is not None else None
+    ray_options = {"ray.address": ray_address, "ray.workers": ray_workers, "ray.gpus_per_worker": ray_gpus_per_worker}
+    given = ["--" + key.replace(".", "-").replace("_", "-") for key, value in ray_options.items() if value is not None]
+    if ray is False and given:
+        raise CourseCorrectError(f"--no-ray conflicts with {', '.join(given)} (options of a search on Ray)")
     data = read_config_file(config) if config else {}
     if ray is False:
         data.pop("ray", None)
-    elif ray or ray_address is not None or ray_workers is not None or ray_gpus_per_worker is not None:
+    elif ray or given:
         data["ray"] = data.get("ray") or {}
     data = apply_overrides(data, {
         "limit": limit, "task_ids": ids, "split": split, "model.model": model, "mcts.variant": variant,
         "mcts.iterations": iterations, "mcts.rollouts": rollouts, "mcts.n_children": n_children,
         "mcts.max_depth": max_depth, "mcts.max_new_tokens": max_new_tokens, "batch_trees": batch_trees,
-        "mcts.seed": seed, "model.backend": backend, "model.base_url": base_url, "ray.address": ray_address,
-        "ray.workers": ray_workers, "ray.gpus_per_worker": ray_gpus_per_worker,
+        "mcts.seed": seed, "model.backend": backend, "model.base_url": base_url, **ray_options,
+        **parse_assignments(env_option or (), "--env-option", "env.options"),
     })
     spec = validate_config(CollectConfig, data, source=str(config or "collect"))
-    out = out or Path("runs") / f"collect-{spec.env.name}-{Path(spec.model.model).name}-{spec.mcts.variant}"
+    out = output_folder(
+        out or Path("runs") / f"collect-{spec.env.name}-{Path(spec.model.model).name}-{spec.mcts.variant}"
+    )
+    if split is not None and ids is not None:  # both given: the ids must be the split's
+        check_tasks(spec.env, spec.split, ids, in_split=True)
+    if spec.ray is None:  # Ray workers load their own model, maybe from a folder only they have
+        check_model(spec.model)
     summary = collect(spec, out, progress=progress)
     console.print(summary_table(f"MCTS collection: {spec.model.model} on {spec.env.name} {spec.split}", summary))
     console.print(f"trees and summary: {out}")
+
+
+def _parse_task_ids(text: str) -> list[int]:
+    """``--task-ids``: one or more comma-separated integers."""
+    try:
+        return [int(part) for part in text.split(",")]  # an empty part ("", "1,,2") is an error too
+    except ValueError:
+        raise CourseCorrectError(f"--task-ids must be comma-separated integers, e.g. 3,7,12; got {text!r}") from None
 
 
 @tree_app.command("show")
@@ -108,7 +124,7 @@ def tree_show(
         raise CourseCorrectError(f"--depth must be >= 0, got {depth}")
     tree = Tree.load(file)
     if html is not None:
-        atomic_write_text(html, tree_html(tree, max_depth=depth))
+        atomic_write_text(output_file(html, "--html"), tree_html(tree, max_depth=depth))
         console.print(f"wrote {html}")
     else:
         console.print(render_tree(tree, max_depth=depth))

@@ -27,7 +27,7 @@ from pydantic import Field
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from coursecorrect.agent.prompt import approx_tokens
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_COUNT, MAX_SIZE, Config
 from coursecorrect.envs import Env, EnvConfig
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm import LLM, LLMConfig
@@ -48,11 +48,13 @@ class RayConfig(Config):
         "'ray://host:10001', 'host:6379'); a Ray already initialised in this process is used as it is"
     )
     workers: int | None = Field(
-        None, ge=1, description="worker actors (default: as many as the cluster's free CPUs, or GPUs when "
+        None, ge=1, le=MAX_SIZE, description="worker actors (default: as many as the cluster's free CPUs, or GPUs when "
         "gpus_per_worker > 0, allow; never more than the trees to search)"
     )
-    cpus_per_worker: float = Field(1.0, gt=0, description="CPUs each worker reserves")
-    gpus_per_worker: float = Field(0.0, ge=0, description="GPUs each worker reserves (for a transformers model)")
+    cpus_per_worker: float = Field(1.0, gt=0, le=MAX_SIZE, description="CPUs each worker reserves")
+    gpus_per_worker: float = Field(
+        0.0, ge=0, le=MAX_SIZE, description="GPUs each worker reserves (for a transformers model)"
+    )
 
 
 class CollectConfig(Config):
@@ -62,10 +64,12 @@ class CollectConfig(Config):
     model: LLMConfig = Field(default_factory=LLMConfig, description="the policy that samples responses")
     mcts: MCTSConfig = Field(default_factory=MCTSConfig, description="the search of each tree")
     split: str = Field("train", description="task split to search (train, test, all)")
-    limit: int | None = Field(None, ge=1, description="search only the first N tasks (of the split or task_ids)")
-    task_ids: list[int] | None = Field(None, description="search these task ids instead of the split's")
+    limit: int | None = Field(
+        None, ge=1, le=MAX_COUNT, description="search only the first N tasks (of the split or task_ids)"
+    )
+    task_ids: list[int] | None = Field(None, min_length=1, description="search these task ids instead of the split's")
     batch_trees: int = Field(
-        8, ge=1, description="trees searched together per process (their requests share backend calls)"
+        8, ge=1, le=MAX_SIZE, description="trees searched together per process (their requests share backend calls)"
     )
     ray: RayConfig | None = Field(None, description="search on Ray workers instead of in this process")
 
@@ -186,14 +190,14 @@ def collect(config: CollectConfig, out_dir: Path, llm: LLM | None = None, progre
     must then be None: each worker makes its own from ``config.model``) and written here as they arrive."""
     if config.ray is not None and llm is not None:
         raise ValueError("collect on Ray makes each worker's model from config.model; pass no llm")
-    run = RunDir.open(
-        out_dir, config.model_copy(update={"limit": None, "task_ids": None, "batch_trees": 8, "ray": None})
-    )
     with config.env.make() as probe:
         task_ids = list(config.task_ids) if config.task_ids is not None else probe.task_ids(config.split)
         for task_id in task_ids:
-            probe.check_task_id(task_id)  # an unknown id fails here, before any model is loaded
+            probe.check_task_id(task_id)  # an unknown id fails here, before anything is written or loaded
     task_ids = task_ids[: config.limit]
+    run = RunDir.open(
+        out_dir, config.model_copy(update={"limit": None, "task_ids": None, "batch_trees": 8, "ray": None})
+    )
     todo = [t for t in task_ids if not tree_path(run.root, t).exists()]
     trees = [Tree.load(tree_path(run.root, t)) for t in task_ids if t not in todo]
     successes = sum(any(leaf.success for leaf in tree.terminal_leaves()) for tree in trees)

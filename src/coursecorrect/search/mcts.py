@@ -36,7 +36,7 @@ from pydantic import Field
 
 from coursecorrect.agent.parsing import NO_ACTION_OBSERVATION, parse_action
 from coursecorrect.agent.prompt import approx_tokens, episode_start, truncate_context
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_SAMPLES, MAX_STEPS, MAX_TOKENS, Config, Seed
 from coursecorrect.envs.base import Env, Snapshot
 from coursecorrect.llm.base import Completion, SamplingParams
 from coursecorrect.search.tree import Node, Tree
@@ -49,24 +49,29 @@ class MCTSConfig(Config):
         "paper", description="'paper': select, expand, simulate `rollouts` times, back up; "
         "'released': the authors' code — full expansion along each descent, terminal children backed up"
     )
-    iterations: int = Field(8, ge=0, description="search iterations per tree (fewer when the root turns terminal)")
-    rollouts: int = Field(
-        2, ge=1, description="paper: simulations per expansion (the paper uses 8; each one is up to max_depth "
-        "sequential generations, the bulk of the cost on a CPU)"
+    iterations: int = Field(
+        8, ge=0, le=MAX_STEPS, description="search iterations per tree (fewer when the root turns terminal)"
     )
-    n_children: int = Field(4, ge=1, description="responses sampled per expansion (duplicates merged)")
+    rollouts: int = Field(
+        2, ge=1, le=MAX_SAMPLES,
+        description="paper: simulations per expansion (the paper uses 8; each one is up to max_depth sequential "
+        "generations, the bulk of the cost on a CPU)",
+    )
+    n_children: int = Field(4, ge=1, le=MAX_SAMPLES, description="responses sampled per expansion (duplicates merged)")
     c: float = Field(0.25, ge=0, description="UCT exploration constant")
-    max_depth: int = Field(20, ge=1, description="nodes deeper than this are terminal")
+    max_depth: int = Field(20, ge=1, le=MAX_STEPS, description="nodes deeper than this are terminal")
     temperature: float = Field(1.0, ge=0, description="sampling temperature of expansions and rollouts")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling")
-    max_new_tokens: int = Field(128, ge=1, description="tokens per response (the paper allows 500)")
+    max_new_tokens: int = Field(128, ge=1, le=MAX_TOKENS, description="tokens per response (the paper allows 500)")
     stop: list[str] = Field(default_factory=lambda: ["\nObservation"], description="cut a response at these")
-    max_context_tokens: int = Field(3500, ge=256, description="older turns are dropped from prompts beyond this")
+    max_context_tokens: int = Field(
+        3500, ge=256, le=MAX_TOKENS, description="older turns are dropped from prompts beyond this"
+    )
     snapshots: bool = Field(
         True, description="restore env states from snapshots where the env supports it; false = reset + "
         "replay every time (as the released code)"
     )
-    seed: int = Field(
+    seed: Seed = Field(
         0, description="seeds each tree's tie-break RNG and its requests' sampling (with the task id), so a tree "
         "does not depend on which other trees share its backend calls"
     )

@@ -5,6 +5,8 @@
   and the weighted loss (:func:`~.collate.weighted_nll`).
 - :mod:`.sft` — :class:`~.sft.TrainConfig` and :func:`~.sft.train_sft` (transformers Trainer, LoRA via PEFT,
   a merged model folder at the end); :mod:`.cli` — the ``train`` command.
+- :mod:`.finite` — divergence guards: a non-finite loss stops training with :class:`~.finite.TrainingError`,
+  and non-finite weights are never saved.
 
 The submodules are not imported here: the CLI loads torch and transformers only when it trains.
 """

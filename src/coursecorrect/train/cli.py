@@ -15,6 +15,7 @@ import typer
 from coursecorrect.config import apply_overrides, read_config_file, validate_config
 from coursecorrect.console import console, summary_table
 from coursecorrect.errors import CourseCorrectError
+from coursecorrect.preflight import output_folder
 
 
 def train_command(
@@ -54,7 +55,9 @@ def train_command(
     conversations = list(read_conversations(data))
     if not conversations:
         raise CourseCorrectError(f"--data {data}: no conversations")
-    out = out or Path("runs") / f"train-{data.stem}-{Path(spec.model).name}-{'lora' if spec.lora else 'full'}"
+    out = output_folder(
+        out or Path("runs") / f"train-{data.stem}-{Path(spec.model).name}-{'lora' if spec.lora else 'full'}"
+    )
     summary = train_sft(spec, conversations, out, progress=progress)
     console.print(summary_table(f"SFT of {spec.model} on {data}", summary))
     console.print(f"model: {summary['model_path']}")

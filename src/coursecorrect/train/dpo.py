@@ -44,12 +44,13 @@ from transformers import PrinterCallback, set_seed
 from trl import DPOConfig, DPOTrainer
 from trl.trainer.dpo_trainer import DataCollatorForPreference
 
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_COUNT, MAX_EPOCHS, MAX_SIZE, MAX_TOKENS, Config, Seed
 from coursecorrect.data.conversation import Conversation, Message
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm.models import default_device, load_model_and_tokenizer, resolve_model
 from coursecorrect.revision.preferences import PreferencePair
+from coursecorrect.train.finite import FiniteLoss
 from coursecorrect.train.sft import MODEL_DIR, _precision, _save_merged, common_training_args
 from coursecorrect.train.tokenize import IGNORE_INDEX, tokenize_conversation
 
@@ -68,18 +69,22 @@ class DPOStageConfig(Config):
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
     ] = Field("cosine", description="learning-rate schedule after warmup")
     warmup_ratio: float = Field(0.1, ge=0, lt=1, description="share of the steps spent warming up linearly")
-    epochs: float = Field(1.0, gt=0, description="passes over the pairs")
+    epochs: float = Field(1.0, gt=0, le=MAX_EPOCHS, description="passes over the pairs")
     batch_size: int = Field(
-        1, ge=1, description="pairs per micro-batch (each pair is two sequences; SmolLM2-135M at 1,024 tokens: 6.7 GB "
-        "peak at 1, over 15 GB at 4)"
+        1, ge=1, le=MAX_SIZE,
+        description="pairs per micro-batch (each pair is two sequences; SmolLM2-135M at 1,024 tokens: 6.7 GB peak "
+        "at 1, over 15 GB at 4)",
     )
-    grad_accum: int = Field(4, ge=1, description="micro-batches per optimizer step")
+    grad_accum: int = Field(4, ge=1, le=MAX_SIZE, description="micro-batches per optimizer step")
     max_length: int = Field(
-        2048, ge=2, description="tokens per sequence, cut on the right; a pair whose prompt alone fills it is dropped"
+        2048, ge=2, le=MAX_TOKENS,
+        description="tokens per sequence, cut on the right; a pair whose prompt alone fills it is dropped",
     )
     lora: bool = Field(True, description="train LoRA adapters (merged into the saved model); false: all weights")
-    lora_r: int = Field(16, ge=1, description="LoRA rank")
-    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (the update is scaled by alpha / r)")
+    lora_r: int = Field(16, ge=1, le=MAX_SIZE, description="LoRA rank")
+    lora_alpha: int = Field(
+        32, ge=1, le=MAX_SIZE, description="LoRA scaling numerator (the update is scaled by alpha / r)"
+    )
     mask_observations: bool = Field(
         True, description="score only the agent's turns of the continuations (ETO); false: every token (TRL's default)"
     )
@@ -87,9 +92,11 @@ class DPOStageConfig(Config):
         "auto", description="weights' dtype; auto: float32 on CPU, bfloat16 LoRA or bf16 autocast on GPU"
     )
     activation_checkpointing: bool = Field(False, description="recompute activations in the backward (less memory)")
-    seed: int = Field(0, description="seed of LoRA initialisation and data order")
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
-    logging_steps: int = Field(10, ge=1, description="optimizer steps between logged losses")
+    seed: Seed = Field(0, description="seed of LoRA initialisation and data order")
+    max_steps: int | None = Field(
+        None, ge=1, le=MAX_COUNT, description="stop after this many optimizer steps (overrides epochs)"
+    )
+    logging_steps: int = Field(10, ge=1, le=MAX_COUNT, description="optimizer steps between logged losses")
 
     @property
     def peak_lr(self) -> float:
@@ -145,6 +152,10 @@ class AgentTurnsCollator(DataCollatorForPreference):
         mask = torch.tensor(rows, dtype=batch["completion_mask"].dtype)
         batch["completion_mask"] = batch["completion_mask"] * mask
         return batch
+
+
+class _DPOTrainer(FiniteLoss, DPOTrainer):
+    """TRL's DPO trainer, stopped by a non-finite loss (:class:`~coursecorrect.train.finite.FiniteLoss`)."""
 
 
 @contextlib.contextmanager
@@ -236,7 +247,7 @@ def _train(
             pad_token_id=tokenizer.pad_token_id, max_length=config.max_length, truncation_mode="keep_start",
             pad_to_multiple_of=args.pad_to_multiple_of,
         )
-    trainer = DPOTrainer(
+    trainer = _DPOTrainer(
         model=model,
         ref_model=ref_model,
         args=args,

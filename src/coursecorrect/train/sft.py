@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -22,12 +21,13 @@ from peft import LoraConfig, PeftModel, get_peft_model
 from pydantic import Field, ValidationError
 from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 
-from coursecorrect.config import Config
+from coursecorrect.config import MAX_COUNT, MAX_EPOCHS, MAX_SIZE, MAX_TOKENS, Config, Seed
 from coursecorrect.data.conversation import Conversation
 from coursecorrect.errors import CourseCorrectError
-from coursecorrect.io import atomic_write_json, read_jsonl
+from coursecorrect.io import atomic_write_json, read_jsonl, temp_dir_beside
 from coursecorrect.llm.models import DEFAULT_MODEL, default_device, load_model_and_tokenizer, resolve_dtype
 from coursecorrect.train.collate import SFTCollator, pack_examples, weighted_nll
+from coursecorrect.train.finite import FiniteLoss, check_finite_weights
 from coursecorrect.train.tokenize import tokenize_conversations
 
 SUMMARY_FILE = "train_summary.json"
@@ -40,13 +40,17 @@ class TrainConfig(Config):
 
     model: str = Field(DEFAULT_MODEL, description="model to start from: alias, local folder or hub id")
     lora: bool = Field(True, description="train LoRA adapters (merged into the saved model); false: all weights")
-    lora_r: int = Field(16, ge=1, description="LoRA rank")
-    lora_alpha: int = Field(32, ge=1, description="LoRA scaling numerator (the update is scaled by alpha / r)")
+    lora_r: int = Field(16, ge=1, le=MAX_SIZE, description="LoRA rank")
+    lora_alpha: int = Field(
+        32, ge=1, le=MAX_SIZE, description="LoRA scaling numerator (the update is scaled by alpha / r)"
+    )
     lora_dropout: float = Field(0.0, ge=0, lt=1, description="dropout on the LoRA branch")
     lora_target_modules: list[str] | str = Field(
         "all-linear", description="modules that get adapters: 'all-linear' or a list of module names"
     )
-    epochs: float = Field(3.0, gt=0, description="passes over the data (Agent-R: 3 in iteration 1, then 1)")
+    epochs: float = Field(
+        3.0, gt=0, le=MAX_EPOCHS, description="passes over the data (Agent-R: 3 in iteration 1, then 1)"
+    )
     learning_rate: float | None = Field(
         None, gt=0, description=f"peak learning rate; default {LORA_LR:g} with LoRA, {FULL_LR:g} for full fine-tuning"
     )
@@ -54,9 +58,13 @@ class TrainConfig(Config):
         "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
     ] = Field("cosine", description="learning-rate schedule after warmup")
     warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of the steps spent warming up linearly")
-    batch_size: int = Field(4, ge=1, description="rows per micro-batch: examples, or packed rows with packing")
-    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step")
-    max_length: int = Field(2048, ge=2, description="tokens per example (longer ones are cut on the right)")
+    batch_size: int = Field(
+        4, ge=1, le=MAX_SIZE, description="rows per micro-batch: examples, or packed rows with packing"
+    )
+    grad_accum: int = Field(1, ge=1, le=MAX_SIZE, description="micro-batches per optimizer step")
+    max_length: int = Field(
+        2048, ge=2, le=MAX_TOKENS, description="tokens per example (longer ones are cut on the right)"
+    )
     packing: bool = Field(False, description="pack examples into rows of max_length tokens (block-diagonal mask)")
     group_by_length: bool = Field(True, description="batch examples of similar length together (padded batches)")
     mix_data: Path | None = Field(
@@ -68,9 +76,11 @@ class TrainConfig(Config):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights' dtype; auto: float32 on CPU, bfloat16 LoRA or bf16 autocast on GPU"
     )
-    seed: int = Field(0, description="seed of LoRA initialisation, data order and the mix sample")
-    max_steps: int | None = Field(None, ge=1, description="stop after this many optimizer steps (overrides epochs)")
-    logging_steps: int = Field(10, ge=1, description="optimizer steps between logged losses")
+    seed: Seed = Field(0, description="seed of LoRA initialisation, data order and the mix sample")
+    max_steps: int | None = Field(
+        None, ge=1, le=MAX_COUNT, description="stop after this many optimizer steps (overrides epochs)"
+    )
+    logging_steps: int = Field(10, ge=1, le=MAX_COUNT, description="optimizer steps between logged losses")
 
     @property
     def peak_lr(self) -> float:
@@ -117,9 +127,10 @@ def mix_conversations(
     return [*agent, *random.Random(seed).sample(general, min(wanted, len(general)))]
 
 
-class _WeightedTrainer(Trainer):
+class _WeightedTrainer(FiniteLoss, Trainer):
     """A Trainer whose loss is :func:`~coursecorrect.train.collate.weighted_nll` over the optimizer step's
-    supervised tokens; it also counts the tokens it trained on and keeps each micro-batch's mean loss."""
+    supervised tokens; it also counts the tokens it trained on and keeps each micro-batch's mean loss, and
+    stops on a non-finite loss (:class:`~coursecorrect.train.finite.FiniteLoss`)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -153,16 +164,18 @@ def _precision(dtype: str, lora: bool, device: str) -> tuple[torch.dtype, bool]:
 
 def _save_merged(model: torch.nn.Module, tokenizer: Any, final: Path) -> None:
     """Merge LoRA adapters and save a plain model folder (safetensors + tokenizer) at ``final``, atomically:
-    written beside it, then renamed into place, so a crash never leaves half a model there."""
+    written beside it, then renamed into place, so a crash never leaves half a model there. Non-finite
+    weights raise :class:`~coursecorrect.train.finite.TrainingError` instead."""
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=final.parent))
+    check_finite_weights(model)
+    tmp = temp_dir_beside(final)
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         tmp.chmod(0o755)  # mkdtemp makes it private
         if final.exists():
-            stale = Path(tempfile.mkdtemp(prefix=f".{final.name}-stale-", dir=final.parent))
+            stale = temp_dir_beside(final, "stale.")
             os.replace(final, stale / final.name)
             shutil.rmtree(stale)
         os.replace(tmp, final)
@@ -238,7 +251,6 @@ def _train(
     config: TrainConfig, conversations: list[Conversation], out_dir: Path, progress: bool, base_model: str | None
 ) -> dict[str, Any]:
     start = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
     agent = [c for c in conversations if c.weight > 0]
     data = agent
     if config.mix_data is not None:
@@ -255,6 +267,7 @@ def _train(
             f"no training examples: none of the {len(data)} conversations has a supervised token (an assistant "
             "message with loss=true and weight > 0) within max_length"
         )
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: bad mix data, a bad model or no examples write nothing
     use_cache = model.config.use_cache  # the Trainer turns it off; the saved model should generate normally
     rows = pack_examples(examples, config.max_length) if config.packing else examples
     trainer = _WeightedTrainer(

@@ -3,13 +3,15 @@ plays an env that such a server hosts (``coursecorrect env serve`` or one of Age
 
 The protocol (JSON over HTTP; env ids are ints):
 
-- ``POST /create`` (optional body ``{"data_idx": i}``): a new env at task ``i`` (default 0) ->
-  ``{"id", "observation", "reward", "done"}``
+- ``POST /create`` (body ``{}`` or ``{"data_idx": i}``; AgentGym's TextCraft refuses none): a new env at task
+  ``i`` (default 0; AgentGym's TextCraft: the env's id) -> ``{"id", "observation", "reward", "done"}``
 - ``POST /reset`` ``{"id", "data_idx"}`` -> ``{"id", "observation", "reward", "done"}``
 - ``POST /step`` ``{"id", "action"}`` -> ``{"observation", "reward", "done"}`` (ours adds ``terminated`` and
   ``truncated``)
 - ``GET /observation?id=`` -> the latest observation (a JSON string)
 - ``POST /close`` ``{"id"}`` -> ``{"closed": true}``
+- AgentGym's servers answer failures with HTTP 200 and ``{"error": "..."}``, an unknown id with
+  ``{"error": "The id N is not valid."}``; ours with 4xx statuses
 - ``GET /info`` (ours only) -> ``{"name", "num_tasks", "instruction", "max_steps", "splits", "live_envs",
   "max_envs"}``
 """

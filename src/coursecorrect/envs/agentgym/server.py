@@ -2,28 +2,32 @@
 
     coursecorrect env serve textcraft --port 8000
 
-Requests are validated (422 on malformed JSON or fields, 404 on an unknown env id, 413 on bodies over
-``max_body`` bytes, 503 when ``max_envs`` envs are live). Env calls block, so they run in the threadpool,
-and a per-env lock keeps one env from being stepped by two requests at once. Envs idle for ``idle_timeout``
-seconds are closed, and every env is closed on shutdown.
+Requests are validated (422, with a one-line ``detail``, on malformed JSON or fields, NaN or Infinity for an
+integer and lone surrogates in an action; 404 on an unknown env id, 413 on bodies over ``max_body`` bytes, 503
+when ``max_envs`` envs are live). Env calls block, so they run in the threadpool, and a per-env lock keeps one
+env from being stepped by two requests at once. Envs idle for ``idle_timeout`` seconds are closed, and every
+env is closed on shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
-from pydantic import BaseModel, StrictInt, StrictStr
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from pydantic import AfterValidator, BaseModel, StrictInt, StrictStr
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from coursecorrect.envs import make_env
@@ -31,6 +35,45 @@ from coursecorrect.envs.base import Env
 from coursecorrect.errors import EnvError
 
 MAX_BODY = 64 * 1024
+
+
+def _unicode(text: str) -> str:
+    """``text`` if UTF-8 can encode it, else a ``ValueError`` naming its first lone surrogate."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        surrogate = f"U+{ord(text[exc.start]):04X}"
+        raise ValueError(f"not valid Unicode: lone surrogate {surrogate} at index {exc.start}") from None
+    return text
+
+
+UnicodeStr = Annotated[StrictStr, AfterValidator(_unicode)]
+"""A string field that refuses lone surrogates (``"\\ud800"`` in JSON), which no env should see or echo."""
+
+
+class _JSONRequest(Request):
+    """A request whose unreadable JSON body is always a decode error (FastAPI's 422), never a bare 400: invalid
+    UTF-8, nesting deeper than Python's recursion limit, or a number over Python's 4,300 digits."""
+
+    async def json(self) -> Any:
+        try:
+            return await super().json()
+        except json.JSONDecodeError:
+            raise
+        except (ValueError, RecursionError) as exc:
+            raise json.JSONDecodeError(str(exc).split(";")[0], "", 0) from exc
+
+
+class _JSONRoute(APIRoute):
+    """A route that reads its body as a ``_JSONRequest``."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            return await handler(_JSONRequest(request.scope, request.receive))
+
+        return handle
 
 
 class CreateBody(BaseModel):
@@ -46,7 +89,7 @@ class ResetBody(BaseModel):
 
 class StepBody(BaseModel):
     id: StrictInt
-    action: StrictStr
+    action: UnicodeStr
 
 
 class CloseBody(BaseModel):
@@ -243,7 +286,12 @@ def create_app(
             reaper.cancel()
             await run_in_threadpool(pool.close_all)
 
-    app = FastAPI(title=f"coursecorrect {env_name} env server", lifespan=lifespan)
+    app = FastAPI(
+        title=f"coursecorrect {env_name} env server",
+        lifespan=lifespan,
+        exception_handlers={RequestValidationError: _invalid_request},
+    )
+    app.router.route_class = _JSONRoute
     app.state.pool = pool
 
     def check_task(task_id: int) -> None:
@@ -312,6 +360,23 @@ def create_app(
 
     app.add_middleware(BodyLimit, max_bytes=max_body)
     return app
+
+
+async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with a one-line ``detail``, whatever the request held (NaN, Infinity, lone surrogates, raw bytes)."""
+    return JSONResponse({"detail": "; ".join(_describe(error) for error in exc.errors())}, 422)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    """One validation error as ``where: what, got value``; only numbers, strings and booleans are shown."""
+    what = error["msg"]
+    if error["type"] == "json_invalid":
+        what += f" ({error['ctx']['error']})"
+    value = error.get("input")
+    if isinstance(value, int | float | str):
+        shown = json.dumps(value)  # ASCII, with NaN, Infinity and lone surrogates spelled out
+        what += f", got {shown if len(shown) <= 40 else shown[:37] + '...'}"
+    return f"{'.'.join(map(str, error['loc']))}: {what}"
 
 
 async def _reap_forever(pool: EnvPool) -> None:

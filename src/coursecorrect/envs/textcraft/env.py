@@ -100,6 +100,10 @@ class TextCraftEnv(Env):
         """The task's initial observation: crafting commands and goal."""
         return "Crafting commands:\n{}\n\nGoal: craft {}.".format("\n".join(self.commands), display_name(self.goal))
 
+    def task_key(self, observation: str) -> str:
+        """The goal line: AgentGym's server lists the same recipes in another order (it iterates sets)."""
+        return observation.rstrip().rsplit("\n", 1)[-1]
+
     def _reset(self, task_id: int) -> str:
         self.goal = self.book.goals[task_id % len(self.book.goals)]
         self.commands = tuple(self.book.crafting_commands(self.goal, self.seed))
