@@ -24,7 +24,7 @@ from collections.abc import Sequence
 import torch
 
 from coursecorrect.envs.textcraft import TextCraftEnv
-from coursecorrect.llm.base import Completion, Conversation, SamplingParams
+from coursecorrect.llm.base import Chat, Completion, SamplingParams
 from coursecorrect.llm.transformers_backend import TransformersLLM
 from coursecorrect.search import Counters, MCTSConfig, search_trees
 
@@ -36,7 +36,7 @@ class PerSampleLLM:
     def __init__(self, llm: TransformersLLM) -> None:
         self.llm, self.name, self.stats = llm, llm.name, llm.stats
 
-    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         single = SamplingParams(n=1, temperature=params.temperature, top_p=params.top_p,
                                 max_new_tokens=params.max_new_tokens, stop=params.stop, seed=None)
         return [[self.llm.generate([c], single)[0][0] for _ in range(params.n)] for c in conversations]

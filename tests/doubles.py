@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from coursecorrect.llm.base import BackendStats, Completion, Conversation, SamplingParams
+from coursecorrect.llm.base import BackendStats, Chat, Completion, SamplingParams
 
 
 class ScriptedLLM:
@@ -12,12 +12,12 @@ class ScriptedLLM:
 
     name = "scripted"
 
-    def __init__(self, respond: Callable[[Conversation], str]) -> None:
+    def __init__(self, respond: Callable[[Chat], str]) -> None:
         self.respond = respond
         self.stats = BackendStats()
         self.batch_sizes: list[int] = []
 
-    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         self.batch_sizes.append(len(conversations))
         self.stats.calls += 1
         out = []

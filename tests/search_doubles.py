@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 
 from coursecorrect.envs.base import Env, StepResult
-from coursecorrect.llm.base import BackendStats, Completion, Conversation, SamplingParams
+from coursecorrect.llm.base import BackendStats, Chat, Completion, SamplingParams
 
 
 class WalkEnv(Env):
@@ -64,14 +64,14 @@ class ReplayWalkEnv(WalkEnv):
     _get_state = Env._get_state
 
 
-Respond = Callable[[Conversation, int], str]
+Respond = Callable[[Chat, int], str]
 
 
 def hashed_policy(choices: Sequence[str]) -> Respond:
     """A pseudo-random but deterministic policy: sample ``j`` of a prompt picks from ``choices`` by a hash of
     the prompt's last message, its length and ``j`` (so results never depend on batch composition)."""
 
-    def respond(conversation: Conversation, j: int) -> str:
+    def respond(conversation: Chat, j: int) -> str:
         key = f"{conversation[-1]['content']}|{len(conversation)}|{conversation[2]['content']}|{j}"
         digest = int(hashlib.sha256(key.encode()).hexdigest(), 16)
         return choices[digest % len(choices)]
@@ -92,7 +92,7 @@ class PolicyLLM:
         self.calls: list[tuple[int, int]] = []
         self.prompts: list[list[dict[str, str]]] = []
 
-    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         if self.crash_at is not None and len(self.calls) + 1 >= self.crash_at:
             raise Crash(f"simulated crash at call {len(self.calls) + 1}")
         self.calls.append((params.n, len(conversations)))

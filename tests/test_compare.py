@@ -7,10 +7,10 @@ import json
 import pytest
 
 from coursecorrect.config import validate_config
+from coursecorrect.data.tree import trees_digest
 from coursecorrect.errors import ConfigError
 from coursecorrect.pipeline.compare import CompareConfig, method_dir, run_compare
 from coursecorrect.pipeline.report import splice_into_markdown
-from coursecorrect.search.tree import trees_digest
 from test_pipeline import TINY
 
 COMPARE = {**TINY, "methods": ["agent-r", "good", "eto", "gold"], "seeds": [0, 1],

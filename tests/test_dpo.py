@@ -14,16 +14,12 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from coursecorrect.config import validate_config
 from coursecorrect.data.conversation import Conversation, Message
+from coursecorrect.data.preferences import PreferencePair, read_preferences, write_preferences
+from coursecorrect.data.tree import Node, Tree
 from coursecorrect.errors import ConfigError, CourseCorrectError
 from coursecorrect.llm.models import TINY_RANDOM, load_model_and_tokenizer, resolve_model
 from coursecorrect.revision.pairs import PairConfig
-from coursecorrect.revision.preferences import (
-    PreferencePair,
-    preference_pairs,
-    read_preferences,
-    write_preferences,
-)
-from coursecorrect.search.tree import Node, Tree
+from coursecorrect.revision.preferences import preference_pairs
 from coursecorrect.train.dpo import (
     FULL_LR,
     LORA_LR,

@@ -22,10 +22,10 @@ from coursecorrect.config import validate_config
 from coursecorrect.data.conversation import Conversation, Message
 from coursecorrect.errors import BackendError, ConfigError
 from coursecorrect.llm import EngineConfig, LLMConfig, SamplingParams, allocator
+from coursecorrect.llm.actor import Actor
 from coursecorrect.llm.gguf import weights_digest
 from coursecorrect.llm.managed import ManagedServerLLM
 from coursecorrect.llm.models import resolve_model
-from coursecorrect.pipeline.actor import Actor
 from coursecorrect.pipeline.run import RunConfig
 from coursecorrect.rise.run import RiseRunConfig
 

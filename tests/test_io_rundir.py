@@ -20,8 +20,7 @@ from coursecorrect.io import (
     temp_dir_beside,
     write_jsonl,
 )
-from coursecorrect.pipeline import RunDir
-from coursecorrect.pipeline.rundir import run_stage
+from coursecorrect.rundir import RunDir, run_stage
 
 
 def test_atomic_write_leaves_no_temp_files(tmp_path):

@@ -9,9 +9,9 @@ import tomllib
 
 import pytest
 
+from coursecorrect.cli.pipeline import demo_config_text
 from coursecorrect.config import validate_config
 from coursecorrect.errors import ConfigError
-from coursecorrect.pipeline.cli import demo_config_text
 from coursecorrect.pipeline.run import RunConfig, run_pipeline
 
 TINY = {

@@ -10,12 +10,12 @@ import typer
 from typer.testing import CliRunner
 
 from coursecorrect.agent import episode_start, parse_action
+from coursecorrect.cli.revision import build_data_command, export_command
 from coursecorrect.data import read_conversations
 from coursecorrect.envs.textcraft import TextCraftEnv
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.revision import REVISION_THOUGHTS, BuildConfig, PairConfig, build_data, find_pairs, splice
 from coursecorrect.revision.build import build_gold, gold_conversations, gold_thought
-from coursecorrect.revision.cli import build_data_command, export_command
 from coursecorrect.revision.critics import DirectCritic, ModelCritic, ValueCritic, parse_judgement
 from coursecorrect.search import Node, Tree, tree_path
 from doubles import ScriptedLLM

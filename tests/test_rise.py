@@ -23,7 +23,7 @@ from coursecorrect.rise.collect import RiseCollectConfig, collect_rollouts
 from coursecorrect.rise.data import RiseDataConfig, kept_turns, rise_examples
 from coursecorrect.rise.evaluate import RiseEvalConfig, rise_evaluate
 from coursecorrect.rise.metrics import majority_correct, parallel_metrics, sequential_metrics
-from coursecorrect.rise.parts import read_parts
+from coursecorrect.rise.parts import read_parts, run_in_parts
 from coursecorrect.rise.prompt import is_degenerate, rise_messages
 from coursecorrect.rise.run import RiseRunConfig, run_rise
 from coursecorrect.train.collate import SFTCollator, weighted_nll
@@ -98,7 +98,7 @@ def test_rollouts_keep_the_best_sample_route_teacher_turns_and_stop_at_success(g
         summary = collect_rollouts(config, tmp_path / "out", llm=learner, progress=False)
     finally:
         collect_module.LLMConfig.make = original
-    records = {r["task_id"]: r for r in read_parts(tmp_path / "out" / "rollouts")}
+    records = {r.task_id: r.model_dump() for r in read_parts(tmp_path / "out" / "rollouts")}
     grades = {t: [turn["grade"] for turn in r["turns"]] for t, r in records.items()}
     assert grades == {0: [1], 1: [0, 1], 2: [0, 0, 1], 3: [0, 1]}
     assert records[1]["turns"][1]["response"] == "learner: \\boxed{3}"  # the correct one of 4 samples
@@ -240,7 +240,7 @@ def test_turn_wise_metrics(gsm8k_dir, tmp_path):
     assert summary["accuracy_per_turn"] == [0.0, 1.0, 0.0, 0.0, 0.0]
     assert summary["m1@t1"] == 0.0 and summary["p1@t5"] == 1.0 and summary["m1@t5"] == 0.0
     assert summary["m3@t1"] == 0.0 and (tmp_path / "eval" / "accuracy.png").stat().st_size > 1000
-    records = read_parts(tmp_path / "eval" / "sequential")
+    records = [r.model_dump() for r in read_parts(tmp_path / "eval" / "sequential")]
     assert all(len(r["turns"]) == 5 for r in records)  # told "incorrect" even after a correct turn
     assert sequential_metrics(records, 5)["problems"] == 4
     assert parallel_metrics(read_parts(tmp_path / "eval" / "parallel"), 3)["p3@t1"] == 0.0
@@ -256,6 +256,37 @@ def test_bad_rollout_lines_are_reported_with_file_and_line(tmp_path):
     result = CliRunner().invoke(app, ["rise", "train", "--rollouts", str(path), "--strict", "--build-only",
                                       "--out", str(tmp_path / "t")])
     assert result.exit_code != 0 and "rollouts.jsonl:2: not valid JSON" in str(result.exception)
+
+
+OLD_LINE = (  # a parallel-evaluation record as the dict-based collector wrote it
+    '{"task_id": 3, "question": "What is 2 + 0?", "answer": "2", "env": "gsm8k", "instruction": "Solve.", "demo": '
+    '["d?", "\\boxed{1}"], "turns": [{"response": "\\boxed{5}", "grade": 0.0, "key": "5", "model": "m", "samples": '
+    '2, "correct_samples": 0, "degenerate_samples": 0, "finish_reason": "length", "all": [{"response": "\\boxed{5}", '
+    '"grade": 0.0, "key": "5"}, {"response": "no answer é", "grade": -1.0, "key": null}]}], "solved": false, '
+    '"stop": "turns"}'
+)
+
+
+def test_rollout_records_load_old_lines_and_write_them_back_unchanged(tmp_path):
+    path = tmp_path / "old.jsonl"
+    path.write_text(OLD_LINE + "\n" + json.dumps(_rollout([0, 1], task_id=4)) + "\n", encoding="utf-8")
+    old, minimal = read_parts(path, strict=True)
+    assert old.turns[0].all[1].key is None and old.turns[0].finish_reason == "length"
+    assert minimal.turns[1].grade == 1 and minimal.stop == "turns" and minimal.turns[0].all == []
+    run_in_parts(tmp_path / "parts", [3], 1, lambda chunk: [old], "rollouts", progress=False)
+    assert (tmp_path / "parts" / "part-00000.jsonl").read_text(encoding="utf-8") == OLD_LINE + "\n"
+    assert '"grade": 1, "key": null' in json.dumps(minimal.model_dump())  # an int grade is written as it came
+
+
+def test_an_unusable_rollout_record_is_named_by_file_line_and_turn(tmp_path):
+    path = tmp_path / "rollouts.jsonl"
+    lines = [_rollout([0, math.inf], task_id=7), {**_rollout([0], task_id=8), "stop": "bored"}, _rollout([0])]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    with pytest.warns(UserWarning, match=r"(?s)skipped 2.*rollouts.jsonl:1, turn 1: grade inf is not a finite "
+                                         r"number.*rollouts.jsonl:2: stop: Input should be"):
+        assert [r.task_id for r in read_parts(path)] == [0]
+    with pytest.raises(CourseCorrectError, match=r"rollouts.jsonl:1, turn 1: grade inf is not a finite number"):
+        read_parts(path, strict=True)
 
 
 def test_cli_collect_train_eval_on_tiny_random(tmp_path):

@@ -9,6 +9,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from coursecorrect.cli.search import collect_command, tree_app
 from coursecorrect.config import validate_config
 from coursecorrect.envs import ENVS, EnvConfig, register_env
 from coursecorrect.envs.checks import check_env
@@ -16,7 +17,6 @@ from coursecorrect.errors import ConfigError, CourseCorrectError
 from coursecorrect.llm.models import TINY_RANDOM
 from coursecorrect.llm.transformers_backend import TransformersLLM
 from coursecorrect.search import CollectConfig, MCTSConfig, Tree, collect, load_trees, search_trees, tree_path
-from coursecorrect.search.cli import collect_command, tree_app
 from search_doubles import Crash, PolicyLLM, WalkEnv, hashed_policy
 
 CHOICES = ["Action: right", "Action: left", "Action: fall", "Thought: hmm", "right"]

@@ -10,7 +10,7 @@ import pytest
 
 from coursecorrect.agent import NO_ACTION_OBSERVATION
 from coursecorrect.search import MCTSConfig, Node, TreeSearch, search_trees, uct
-from coursecorrect.search.collect import Counters
+from coursecorrect.search.batch import Counters
 from coursecorrect.search.mcts import request_seed
 from search_doubles import PolicyLLM, ReplayWalkEnv, WalkEnv, hashed_policy
 

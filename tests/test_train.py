@@ -11,16 +11,16 @@ import typer
 from transformers import AutoTokenizer, TrainingArguments
 from typer.testing import CliRunner
 
+from coursecorrect.cli.train import train_command
 from coursecorrect.config import validate_config
 from coursecorrect.data.conversation import Conversation, Message, read_conversations, write_conversations
+from coursecorrect.data.preferences import PreferencePair
 from coursecorrect.errors import ConfigError, CourseCorrectError
 from coursecorrect.io import remove_temporaries
 from coursecorrect.llm.base import SamplingParams
 from coursecorrect.llm.models import SMOLLM2, TINY_RANDOM, load_model_and_tokenizer, resolve_model
 from coursecorrect.llm.transformers_backend import TransformersLLM
-from coursecorrect.revision.preferences import PreferencePair
 from coursecorrect.train import collate, sft
-from coursecorrect.train.cli import train_command
 from coursecorrect.train.collate import SFTCollator, pack_examples, supervised_logits, weighted_nll
 from coursecorrect.train.dpo import DPOStageConfig, train_dpo
 from coursecorrect.train.finite import TrainingError

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import pytest
 import torch
 
-from coursecorrect.llm.base import LLM, Completion, Conversation, SamplingParams
+from coursecorrect.llm.base import LLM, Chat, Completion, SamplingParams
 from coursecorrect.llm.models import SMOLLM2, TINY_RANDOM
 from coursecorrect.llm.prefix_cache import CacheEntry, PrefixCache, common_prefix_len
 from coursecorrect.llm.transformers_backend import TransformersLLM, _RowSampler
@@ -29,7 +29,7 @@ def llm() -> TransformersLLM:
     return TransformersLLM(TINY_RANDOM, dtype="float32", device="cpu")
 
 
-def reference(llm: TransformersLLM, conversations: Sequence[Conversation], max_new_tokens: int) -> list[str]:
+def reference(llm: TransformersLLM, conversations: Sequence[Chat], max_new_tokens: int) -> list[str]:
     """Greedy texts from plain left-padded ``model.generate``, no prefix cache involved."""
     tok = llm.tokenizer
     texts = [tok.apply_chat_template(c, tokenize=False, add_generation_prompt=True) for c in conversations]

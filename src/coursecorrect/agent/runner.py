@@ -30,7 +30,7 @@ class AgentConfig(Config):
 
     batch_size: int = Field(8, ge=1, le=MAX_SIZE, description="episodes advanced together (one backend call per step)")
     temperature: float = Field(0.0, ge=0, description="0 = greedy")
-    top_p: float = Field(1.0, gt=0, le=1)
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling (1 = the whole distribution)")
     max_new_tokens: int = Field(128, ge=1, le=MAX_TOKENS, description="tokens per turn (Thought + Action)")
     stop: list[str] = Field(default_factory=lambda: ["\nObservation"], description="cut a turn at these")
     max_context_tokens: int = Field(3500, ge=256, le=MAX_TOKENS, description="older turns are dropped beyond this")

@@ -12,22 +12,8 @@ from pydantic import Field, field_validator
 
 from coursecorrect.config import MAX_STEPS, Config
 from coursecorrect.envs.base import Env, Snapshot, StepResult
-from coursecorrect.errors import ConfigError, UnknownNameError
-from coursecorrect.registry import Registry
-
-ENVS: Registry[Env] = Registry("env", Env)
-ENVS.register("textcraft", "coursecorrect.envs.textcraft.env:TextCraftEnv")
-ENVS.register("gsm8k", "coursecorrect.envs.math.env:GSM8KEnv")
-ENVS.register("math", "coursecorrect.envs.math.env:MATHEnv")
-ENVS.register("reasoning-gym", "coursecorrect.envs.math.reasoning_gym:ReasoningGymEnv")
-ENVS.register("sciworld", "coursecorrect.envs.sciworld.env:SciWorldEnv")
-ENVS.register("twx", "coursecorrect.envs.twx.env:TextWorldExpressEnv")
-
-
-def register_env(name: str, target: str | type[Env], overwrite: bool = False) -> None:
-    """Make an env class available to configs and the CLI under ``name``."""
-    ENVS.register(name, target, overwrite=overwrite)
-
+from coursecorrect.envs.registry import ENVS, construct_env, make_registered_env, register_env
+from coursecorrect.errors import UnknownNameError
 
 AGENTGYM_PREFIX = "agentgym:"
 
@@ -37,14 +23,8 @@ def make_env(name: str, **kwargs: Any) -> Env:
     if name.startswith(AGENTGYM_PREFIX):
         from coursecorrect.envs.agentgym import AgentGymEnv
 
-        cls: type[Env] = AgentGymEnv
-        kwargs = {"url": name.removeprefix(AGENTGYM_PREFIX), **kwargs}
-    else:
-        cls = ENVS.get(name)
-    try:
-        return cls(**kwargs)
-    except TypeError as exc:
-        raise ConfigError(f"env {name!r}: bad options {kwargs}: {exc}") from None
+        return construct_env(name, AgentGymEnv, {"url": name.removeprefix(AGENTGYM_PREFIX), **kwargs})
+    return make_registered_env(name, **kwargs)
 
 
 ENV_OPTION_HELP = (
@@ -76,6 +56,8 @@ class EnvConfig(Config):
         return options
 
     def make(self) -> Env:
+        """A new env of this config (each call builds its own, e.g. one per parallel episode); close it when done,
+        or use it as a context manager. Raises ``ConfigError`` when ``options`` do not fit the env's constructor."""
         return make_env(self.name, max_steps=self.max_steps, **self.options)
 
 

@@ -28,8 +28,8 @@ from coursecorrect.envs.textcraft.solver import solve
 from coursecorrect.errors import EnvError
 
 if TYPE_CHECKING:  # only annotations: build.py may import this module without an import cycle
+    from coursecorrect.data.tree import Tree
     from coursecorrect.revision.pairs import Pair
-    from coursecorrect.search.tree import Tree
 
 Variant = tuple[int, tuple[tuple[str, int], ...]]  # (output count, concrete inputs with counts)
 

@@ -20,23 +20,28 @@ from coursecorrect.envs import EnvConfig
 from coursecorrect.eval.metrics import summarize
 from coursecorrect.io import append_jsonl, atomic_write_json
 from coursecorrect.llm import LLM, LLMConfig
-from coursecorrect.pipeline.rundir import RunDir
+from coursecorrect.rundir import RunDir
 
 EPISODES_FILE = "episodes.jsonl"
 SUMMARY_FILE = "summary.json"
 
 
-class EvalConfig(Config):
-    """An evaluation: which env split, which model, how the agent acts."""
+class EvalSettings(Config):
+    """How a split is played: the part of an evaluation that a run configures once for every env and model."""
 
-    env: EnvConfig = Field(default_factory=lambda: EnvConfig(max_steps=100))
-    model: LLMConfig = Field(default_factory=LLMConfig)
-    agent: AgentConfig = Field(default_factory=AgentConfig)
     split: str = Field("test", description="task split to play (train, test, all)")
     limit: int | None = Field(None, ge=1, le=MAX_COUNT, description="play only the first N tasks of the split")
     task_ids: list[int] | None = Field(
         None, min_length=1, description="play these tasks instead of the split's (then limit)"
     )
+    agent: AgentConfig = Field(default_factory=AgentConfig, description="how the agent samples and keeps context")
+
+
+class EvalConfig(EvalSettings):
+    """An evaluation: which env split, which model, how the agent acts."""
+
+    env: EnvConfig = Field(default_factory=lambda: EnvConfig(max_steps=100), description="the env to play")
+    model: LLMConfig = Field(default_factory=LLMConfig, description="the model that plays")
 
 
 def evaluate(config: EvalConfig, out_dir: Path, llm: LLM | None = None, progress: bool = True) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from coursecorrect.eval.harness import EPISODES_FILE, SUMMARY_FILE
 from coursecorrect.eval.metrics import summarize
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm import LLM, LLMConfig
-from coursecorrect.pipeline.rundir import RunDir
+from coursecorrect.rundir import RunDir
 
 
 class RevisionAbilityConfig(Config):
@@ -36,7 +36,7 @@ class RevisionAbilityConfig(Config):
     failed: Path = Field(description="an evaluation folder (with episodes.jsonl) whose failures are continued")
     env: EnvConfig = Field(default_factory=EnvConfig, description="the env the episodes were played in")
     model: LLMConfig = Field(default_factory=LLMConfig, description="the model that continues them")
-    agent: AgentConfig = Field(default_factory=AgentConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig, description="how the agent samples and keeps context")
     max_rounds: int = Field(50, ge=1, le=MAX_STEPS, description="turns the model may play after the cut")
     limit: int | None = Field(None, ge=1, le=MAX_COUNT, description="continue only the first N failed episodes")
     seed: Seed = Field(0, description="seed of the random cut points")

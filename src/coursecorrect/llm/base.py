@@ -8,10 +8,11 @@ from typing import Literal, Protocol, runtime_checkable
 
 from coursecorrect.text import replace_surrogates
 
-Message = dict[str, str]
+ChatMessage = dict[str, str]
 """A chat message: ``{"role": "system" | "user" | "assistant", "content": str}``; extra keys are ignored."""
 
-Conversation = Sequence[Message]
+Chat = Sequence[ChatMessage]
+"""A conversation as a backend reads it (the training schema is :class:`coursecorrect.data.Conversation`)."""
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,13 @@ class LLM(Protocol):
     stats: BackendStats
 
     def generate(
-        self, conversations: Sequence[Conversation], params: SamplingParams
-    ) -> list[list[Completion]]: ...
+        self, conversations: Sequence[Chat], params: SamplingParams
+    ) -> list[list[Completion]]:
+        """Sample the next assistant turn of every conversation in one batched call.
+
+        Returns one list per conversation, in the order given, of ``params.n`` completions each, seeded as
+        :class:`SamplingParams` describes. Adds the call's tokens to ``stats``. Server backends raise
+        :class:`~coursecorrect.errors.BackendError` when the server fails or the backend is closed.
+        """
 
     def close(self) -> None: ...

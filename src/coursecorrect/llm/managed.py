@@ -30,13 +30,13 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from coursecorrect.errors import BackendError
-from coursecorrect.llm.base import Completion, Conversation, SamplingParams
+from coursecorrect.llm.base import Chat, Completion, SamplingParams
 from coursecorrect.llm.gguf import to_gguf, weights_digest
 from coursecorrect.llm.models import resolve_model
 from coursecorrect.llm.openai_backend import OpenAICompatibleLLM
 
 if TYPE_CHECKING:
-    from coursecorrect.llm import EngineConfig
+    from coursecorrect.llm.engine import EngineConfig
 
 SERVED_NAME = "coursecorrect-model"
 _HOST = "127.0.0.1"
@@ -111,7 +111,7 @@ class ManagedServerLLM:
         return {"backend": self.backend, "weights": str(self.folder), "file": str(self.weights),
                 "weights_sha256": self.digest}
 
-    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions per conversation; a server that died is restarted once and asked again."""
         if self._client is None:
             raise BackendError(f"{self.name} is closed")

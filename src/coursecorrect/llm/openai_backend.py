@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import httpx
 
 from coursecorrect.errors import BackendError
-from coursecorrect.llm.base import BackendStats, Completion, Conversation, SamplingParams
+from coursecorrect.llm.base import BackendStats, Chat, Completion, SamplingParams
 
 T = TypeVar("T")
 
@@ -94,13 +94,13 @@ class OpenAICompatibleLLM:
         """Run ``coro`` on the I/O loop and wait for its result."""
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result()
 
-    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         """For each conversation, ``params.n`` completions of the next assistant turn, in order."""
         if self._closed:
             raise BackendError(f"{self.name} is closed")
         return self._run(self._generate(conversations, params))
 
-    async def agenerate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
+    async def agenerate(self, conversations: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         """Async ``generate``, awaitable from any event loop."""
         if self._closed:
             raise BackendError(f"{self.name} is closed")
@@ -123,7 +123,7 @@ class OpenAICompatibleLLM:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    async def _generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
+    async def _generate(self, conversations: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         """Send every request concurrently and regroup the completions per conversation."""
         self.stats.calls += 1
         copies = 1 if params.temperature == 0 else params.n
@@ -142,7 +142,7 @@ class OpenAICompatibleLLM:
             raise
         return [[completions[i * copies + j % copies] for j in range(params.n)] for i in range(len(conversations))]
 
-    def _payload(self, conversation: Conversation, params: SamplingParams, seed: int) -> dict[str, Any]:
+    def _payload(self, conversation: Chat, params: SamplingParams, seed: int) -> dict[str, Any]:
         """The JSON body of one chat-completions request."""
         payload: dict[str, Any] = {
             "model": self.model,

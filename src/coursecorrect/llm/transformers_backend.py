@@ -11,7 +11,7 @@ import torch
 from transformers import LogitsProcessor, LogitsProcessorList, StaticCache
 
 from coursecorrect.errors import BackendError
-from coursecorrect.llm.base import BackendStats, Completion, Conversation, SamplingParams
+from coursecorrect.llm.base import BackendStats, Chat, Completion, SamplingParams
 from coursecorrect.llm.models import DEFAULT_MODEL, default_device, load_model_and_tokenizer
 from coursecorrect.llm.prefix_cache import (
     CacheEntry,
@@ -80,7 +80,7 @@ class TransformersLLM:
         self._eos = tokenizer.eos_token_id
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self._eos
 
-    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions of the next assistant turn for each conversation, in order."""
         prompts = [self._encode(conv) for conv in conversations]
         self._check_cache_budget(prompts, params)
@@ -134,7 +134,7 @@ class TransformersLLM:
                 stacklevel=3,
             )
 
-    def _encode(self, conversation: Conversation) -> torch.Tensor:
+    def _encode(self, conversation: Chat) -> torch.Tensor:
         messages = [{"role": m["role"], "content": m["content"]} for m in conversation]
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]

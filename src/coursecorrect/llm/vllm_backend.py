@@ -9,12 +9,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from coursecorrect.errors import BackendError
-from coursecorrect.llm.base import BackendStats, Completion, Conversation, SamplingParams
+from coursecorrect.llm.base import BackendStats, Chat, Completion, SamplingParams
 from coursecorrect.llm.gguf import weights_digest
 from coursecorrect.llm.models import resolve_model
 
 if TYPE_CHECKING:
-    from coursecorrect.llm import EngineConfig
+    from coursecorrect.llm.engine import EngineConfig
 
 
 class VLLMOfflineLLM:
@@ -57,7 +57,7 @@ class VLLMOfflineLLM:
         """What the engine serves: the model folder and the weights' digest."""
         return {"backend": "vllm", "weights": str(self.folder), "weights_sha256": self._digest}
 
-    def generate(self, conversations: Sequence[Conversation], params: SamplingParams) -> list[list[Completion]]:
+    def generate(self, conversations: Sequence[Chat], params: SamplingParams) -> list[list[Completion]]:
         """``params.n`` completions of the next assistant turn per conversation, in order."""
         copies = 1 if params.temperature == 0 else params.n
         seeds = params.conversation_seeds(len(conversations), lambda: random.randrange(2**31))

@@ -1,5 +1,3 @@
-"""Run directories, iterations, resume and reports."""
+"""The orchestrator: Agent-R's iterations (``run``), the comparison of methods (``compare``) and their reports.
 
-from coursecorrect.pipeline.rundir import RunDir, StageDir
-
-__all__ = ["RunDir", "StageDir"]
+The run folder it writes into is :mod:`coursecorrect.rundir`, shared with the stages."""

@@ -26,9 +26,11 @@ from pydantic import Field, model_validator
 
 from coursecorrect.config import Config, Seed, apply_overrides
 from coursecorrect.errors import ConfigError
-from coursecorrect.pipeline.actor import Actor
+from coursecorrect.llm.actor import Actor
+from coursecorrect.pipeline.compare_folders import method_dir, shared_stages
+from coursecorrect.pipeline.compare_report import write_compare_report
 from coursecorrect.pipeline.run import RunConfig, check_run_config, run_loop
-from coursecorrect.pipeline.rundir import RunDir
+from coursecorrect.rundir import RunDir
 from coursecorrect.train.dpo import DPOStageConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -103,21 +105,8 @@ class CompareConfig(RunConfig):
             raise ConfigError(f"method {method!r}: {exc}") from None
 
 
-def method_dir(root: Path, seed: int, method: str) -> Path:
-    return Path(root) / f"seed_{seed}" / method
-
-
-def shared_stages(root: Path, seed: int) -> dict[str, Path]:
-    """The stages every method of ``seed`` takes from the shared folders."""
-    root = Path(root)
-    return {"warm_start": root / "warm_start", "eval": root / "eval",
-            "iter_1/collect": root / f"seed_{seed}" / "iter_1" / "collect"}
-
-
 def run_compare(config: CompareConfig, out_dir: Path, progress: bool = True) -> Path:
     """Run (or resume) every method for every seed; return the report's path."""
-    from coursecorrect.pipeline.compare_report import write_compare_report
-
     check_run_config(config)
     root = RunDir.open(out_dir, config).root
     order = sorted(config.methods, key=lambda m: config.preset_of(m) == "gold")  # the control copies step counts

@@ -29,7 +29,7 @@ from coursecorrect.eval.intervals import (
 )
 from coursecorrect.eval.metrics import LOOP_LENGTHS
 from coursecorrect.io import atomic_write_text
-from coursecorrect.pipeline.compare import method_dir, shared_stages
+from coursecorrect.pipeline.compare_folders import method_dir, shared_stages
 from coursecorrect.pipeline.report import (
     REPORT_FILE,
     collect_results,
@@ -38,7 +38,7 @@ from coursecorrect.pipeline.report import (
     save_figure,
     task_successes,
 )
-from coursecorrect.pipeline.rundir import RunDir
+from coursecorrect.rundir import RunDir
 
 Scores = dict[tuple[str, int], list[float]]  # (env, task id) -> one value per seed
 

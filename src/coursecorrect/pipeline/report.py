@@ -15,7 +15,7 @@ from coursecorrect.errors import CourseCorrectError
 from coursecorrect.eval.intervals import Interval, bootstrap_mean, describe_difference, paired_difference
 from coursecorrect.eval.metrics import LOOP_LENGTHS
 from coursecorrect.io import atomic_write_text
-from coursecorrect.pipeline.rundir import RunDir, StageDir
+from coursecorrect.rundir import RunDir, StageDir
 
 REPORT_FILE = "report.md"
 STAGE_ORDER = ("collect", "data", "train", "eval", "revision")

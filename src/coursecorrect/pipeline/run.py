@@ -24,19 +24,19 @@ from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
-from coursecorrect.agent.runner import AgentConfig
-from coursecorrect.config import MAX_COUNT, MAX_EPOCHS, MAX_SIZE, MAX_STEPS, Config, Seed
+from coursecorrect.config import MAX_COUNT, MAX_EPOCHS, MAX_STEPS, Config, Seed
 from coursecorrect.console import console
 from coursecorrect.data.conversation import Conversation, read_conversations, write_conversations
+from coursecorrect.data.preferences import read_preferences, write_preferences
+from coursecorrect.data.tree import Tree, load_trees, trees_digest
 from coursecorrect.envs import EnvConfig
 from coursecorrect.errors import ConfigError
 from coursecorrect.eval.critic_accuracy import critic_agreement, records_from_trees
-from coursecorrect.eval.harness import EvalConfig, evaluate
+from coursecorrect.eval.harness import EvalConfig, EvalSettings, evaluate
 from coursecorrect.eval.revision_ability import RevisionAbilityConfig, revision_ability
 from coursecorrect.llm import MANAGED_BACKENDS, LLMConfig
-from coursecorrect.pipeline.actor import Actor
+from coursecorrect.llm.actor import Actor
 from coursecorrect.pipeline.report import write_report
-from coursecorrect.pipeline.rundir import RunDir, StageDir, run_stage
 from coursecorrect.revision.build import (
     DATA_FILE,
     BuildConfig,
@@ -46,10 +46,9 @@ from coursecorrect.revision.build import (
     summarize,
     write_data,
 )
-from coursecorrect.revision.preferences import preference_pairs, read_preferences, write_preferences
-from coursecorrect.search.collect import CollectConfig, collect
-from coursecorrect.search.mcts import MCTSConfig
-from coursecorrect.search.tree import Tree, load_trees, trees_digest
+from coursecorrect.revision.preferences import preference_pairs
+from coursecorrect.rundir import RunDir, StageDir, run_stage
+from coursecorrect.search.collect import CollectConfig, CollectSettings, collect
 from coursecorrect.train.dpo import DPOStageConfig, train_dpo
 from coursecorrect.train.sft import MODEL_DIR, TrainConfig, train_sft
 
@@ -71,15 +70,10 @@ class WarmStartConfig(Config):
     seed: Seed = Field(0, description="training seed of the warm start (compare shares one warm start across seeds)")
 
 
-class RunCollectConfig(Config):
-    """Stage 1 of every iteration: MCTS on training tasks."""
+class RunCollectConfig(CollectSettings):
+    """Stage 1 of every iteration: MCTS on training tasks, in every env with the current model."""
 
-    mcts: MCTSConfig = Field(default_factory=MCTSConfig)
     max_steps: int = Field(20, ge=1, le=MAX_STEPS, description="env step limit during search (the paper: 20)")
-    split: str = Field("train", description="split whose tasks are searched")
-    limit: int | None = Field(None, ge=1, le=MAX_COUNT, description="search the first N tasks of the split")
-    task_ids: list[int] | None = Field(None, min_length=1, description="search these tasks instead")
-    batch_trees: int = Field(8, ge=1, le=MAX_SIZE, description="trees searched together")
 
 
 class RunDataConfig(BuildConfig):
@@ -109,14 +103,10 @@ class RunTrainConfig(TrainConfig):
     )
 
 
-class RunEvalConfig(Config):
+class RunEvalConfig(EvalSettings):
     """Stage 4: the test split, and the revision-ability protocol."""
 
-    split: str = Field("test", description="split whose tasks are played")
-    limit: int | None = Field(None, ge=1, le=MAX_COUNT, description="play the first N tasks of the split")
-    task_ids: list[int] | None = Field(None, min_length=1, description="play these tasks instead of the split's")
     max_steps: int = Field(100, ge=1, le=MAX_STEPS, description="env step limit (the paper: 100)")
-    agent: AgentConfig = Field(default_factory=AgentConfig)
     revision_ability: bool = Field(True, description="continue the starting model's failures with each new model")
     revision_max_rounds: int = Field(50, ge=1, le=MAX_STEPS, description="turns after the cut (the paper: 50)")
     revision_limit: int | None = Field(
@@ -136,11 +126,19 @@ class RunConfig(Config):
         "that samples from each iteration's model: transformers, vllm, vllm-server or llama-cpp",
     )
     iterations: int = Field(3, ge=0, le=MAX_STEPS, description="Agent-R iterations after the warm start")
-    warm_start: WarmStartConfig = Field(default_factory=WarmStartConfig)
-    collect: RunCollectConfig = Field(default_factory=RunCollectConfig)
-    data: RunDataConfig = Field(default_factory=RunDataConfig)
-    train: RunTrainConfig = Field(default_factory=RunTrainConfig)
-    eval: RunEvalConfig = Field(default_factory=RunEvalConfig)
+    warm_start: WarmStartConfig = Field(
+        default_factory=WarmStartConfig, description="SFT on expert trajectories before iteration 1"
+    )
+    collect: RunCollectConfig = Field(default_factory=RunCollectConfig, description="stage 1: MCTS on training tasks")
+    data: RunDataConfig = Field(
+        default_factory=RunDataConfig, description="stage 2: training data from the trees (revision trajectories)"
+    )
+    train: RunTrainConfig = Field(
+        default_factory=RunTrainConfig, description="stage 3: SFT; model and epochs are set by the run"
+    )
+    eval: RunEvalConfig = Field(
+        default_factory=RunEvalConfig, description="stage 4: the test split and the revision-ability protocol"
+    )
     dpo: DPOStageConfig | None = Field(
         None, description="after each iteration's SFT, DPO on (good, bad) leaf pairs of its trees: ETO (data.mode good)"
     )
@@ -244,8 +242,8 @@ def _evaluate(config: RunConfig, model: str, path: Path, actor: Actor, progress:
     results = {}
     for env_config in config.envs:
         spec = EvalConfig(
+            **config.eval.model_dump(include=set(EvalSettings.model_fields)),
             env=env_config.model_copy(update={"max_steps": config.eval.max_steps}), model=actor.config_for(model),
-            agent=config.eval.agent, split=config.eval.split, limit=config.eval.limit, task_ids=config.eval.task_ids,
         )
         results[env_config.name] = evaluate(spec, path / env_config.name, llm=actor.get(model), progress=progress)
     return {"model": model, "served": actor.served(), "envs": results}
@@ -256,8 +254,8 @@ def _collect(config: RunConfig, model: str, path: Path, actor: Actor, progress: 
     c = config.collect
     for env_config in config.envs:
         spec = CollectConfig(
+            **c.model_dump(include=set(CollectSettings.model_fields)),
             env=env_config.model_copy(update={"max_steps": c.max_steps}), model=actor.config_for(model),
-            mcts=c.mcts, split=c.split, limit=c.limit, task_ids=c.task_ids, batch_trees=c.batch_trees,
         )
         results[env_config.name] = collect(spec, path / env_config.name, llm=actor.get(model), progress=progress)
     return {"model": model, "served": actor.served(), "envs": results}

@@ -30,6 +30,7 @@ from coursecorrect.agent.parsing import parse_action
 from coursecorrect.agent.prompt import episode_start
 from coursecorrect.config import MAX_COUNT, MAX_TOKENS, Config, Seed
 from coursecorrect.data.conversation import Conversation, Message, write_conversations
+from coursecorrect.data.tree import SUCCESS, Node, Tree
 from coursecorrect.envs.base import Env
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.io import atomic_write_json
@@ -37,7 +38,6 @@ from coursecorrect.llm.base import LLM
 from coursecorrect.revision.critics import Critic, DirectCritic, ModelCritic, ValueCritic
 from coursecorrect.revision.pairs import Pair, PairConfig, find_pairs, is_good
 from coursecorrect.revision.splice import REVISION_THOUGHTS, splice
-from coursecorrect.search.tree import SUCCESS, Node, Tree
 
 Mode = Literal["agent-r", "direct-revision", "good", "optimal", "optimal+good", "gold"]
 DATA_FILE = "data.jsonl"

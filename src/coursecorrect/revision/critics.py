@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from coursecorrect.data.tree import Node, Tree
 from coursecorrect.llm.base import LLM, SamplingParams
 from coursecorrect.revision.pairs import Pair
-from coursecorrect.search.tree import Node, Tree
 
 Verdict = Literal["good", "bad", "uncertain", "unparsed"]
 CONTINUE: tuple[Verdict, ...] = ("good", "uncertain")
@@ -41,9 +41,15 @@ class Transition:
 
 
 class Critic(Protocol):
+    """Finds the first wrong step of each pair's bad path: ``direct``, ``value`` or ``model`` (see the module).
+
+    ``name`` is recorded in each :class:`Transition` and in the revision data's metadata.
+    """
+
     name: str
 
-    def __call__(self, pairs: Sequence[Pair]) -> list[Transition]: ...
+    def __call__(self, pairs: Sequence[Pair]) -> list[Transition]:
+        """One :class:`Transition` per pair, in order, its ``t_prime`` clamped with :meth:`Pair.clamp`."""
 
 
 class DirectCritic:

@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import Field
 
 from coursecorrect.config import MAX_COUNT, Config, Seed
-from coursecorrect.search.tree import Node, Tree
+from coursecorrect.data.tree import Node, Tree
 
 
 class PairConfig(Config):

@@ -16,10 +16,11 @@ from coursecorrect.config import MAX_COUNT, MAX_SAMPLES, MAX_SIZE, MAX_STEPS, MA
 from coursecorrect.envs import EnvConfig
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm import LLM, LLMConfig, SamplingParams
-from coursecorrect.pipeline.rundir import RunDir
 from coursecorrect.rise.parts import read_parts, run_in_parts
 from coursecorrect.rise.prompt import math_env
+from coursecorrect.rise.records import Rollout
 from coursecorrect.rise.rollout import TurnPlan, roll_out
+from coursecorrect.rundir import RunDir
 
 ROLLOUTS_DIR = "rollouts"
 SUMMARY_FILE = "summary.json"
@@ -103,7 +104,7 @@ def collect_rollouts(
                 owned.append(llms[role])
         return llms[role]
 
-    def work(chunk: list[int]) -> list[dict[str, Any]]:
+    def work(chunk: list[int]) -> list[Rollout]:
         for spec in config.turns:
             loaded(spec.model)
         return roll_out(env, chunk, plans(config, llms), seed=config.seed,
@@ -117,19 +118,19 @@ def collect_rollouts(
             backend.close()
         env.close()
     wanted = set(task_ids)
-    summary = {**rollout_stats([r for r in read_parts(run.root / ROLLOUTS_DIR) if r["task_id"] in wanted],
+    summary = {**rollout_stats([r for r in read_parts(run.root / ROLLOUTS_DIR) if r.task_id in wanted],
                                len(config.turns)),
                "problems_this_run": processed, "wall_seconds_this_run": round(time.perf_counter() - start, 2)}
     atomic_write_json(run.root / SUMMARY_FILE, summary)
     return summary
 
 
-def rollout_stats(records: list[dict[str, Any]], turns: int) -> dict[str, Any]:
+def rollout_stats(records: list[Rollout], turns: int) -> dict[str, Any]:
     """How many problems were solved, and at which turn."""
     solved_at = [0] * turns
     for record in records:
-        for t, turn in enumerate(record["turns"]):
-            if turn["grade"] == 1:
+        for t, turn in enumerate(record.turns):
+            if turn.grade == 1:
                 solved_at[t] += 1
                 break
     n = max(len(records), 1)
@@ -139,6 +140,6 @@ def rollout_stats(records: list[dict[str, Any]], turns: int) -> dict[str, Any]:
         "solved_at_turn": solved_at,
         "first_turn_accuracy": round(solved_at[0] / n, 4),
         "solved_after_a_wrong_turn": sum(solved_at[1:]),
-        "stopped_degenerate": sum(r["stop"] == "degenerate" for r in records),
-        "samples": sum(t["samples"] for r in records for t in r["turns"]),
+        "stopped_degenerate": sum(r.stop == "degenerate" for r in records),
+        "samples": sum(t.samples for r in records for t in r.turns),
     }

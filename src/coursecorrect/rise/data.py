@@ -13,6 +13,7 @@ before weighting; both give a correct turn exp(1/τ) times the pull of a wrong o
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from pydantic import Field
@@ -21,6 +22,7 @@ from coursecorrect.config import MAX_STEPS, Config
 from coursecorrect.data.conversation import Conversation, Message
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.rise.prompt import rise_messages
+from coursecorrect.rise.records import Rollout, parse_rollouts
 
 
 class RiseDataConfig(Config):
@@ -64,58 +66,50 @@ def weight(r: float, rewards: list[float], config: RiseDataConfig) -> float:
     return math.exp((r - centre) / config.tau)
 
 
-def _rewards(rollout: dict[str, Any], config: RiseDataConfig) -> list[float]:
-    """The rewards of a rollout's turns; a grade that is not a finite number is an error."""
-    grades = [t["grade"] for t in rollout["turns"]]
-    for turn, grade in enumerate(grades):
-        if isinstance(grade, bool) or not isinstance(grade, int | float) or not math.isfinite(grade):
-            raise CourseCorrectError(
-                f"rollout of task {rollout['task_id']}, turn {turn}: grade {grade!r} is not a finite number"
-            )
-    return [reward(g, config.penalize_unparseable) for g in grades]
-
-
-def _weight_of(rollout: dict[str, Any], turn: int, rewards: list[float], config: RiseDataConfig) -> float:
+def _weight_of(rollout: Rollout, turn: int, rewards: list[float], config: RiseDataConfig) -> float:
     """:func:`weight` of a turn; one that overflows (it would make the training loss inf) is an error."""
     try:
         return weight(rewards[turn], rewards, config)
     except OverflowError:
         raise CourseCorrectError(
-            f"rollout of task {rollout['task_id']}, turn {turn}: its weight exp(r / tau) overflows with "
+            f"rollout of task {rollout.task_id}, turn {turn}: its weight exp(r / tau) overflows with "
             f"tau = {config.tau:g}; raise tau"
         ) from None
 
 
-def rise_examples(rollouts: list[dict[str, Any]], config: RiseDataConfig) -> tuple[list[Conversation], dict]:
-    """The weighted examples of ``rollouts`` and counts of what was kept."""
+def rise_examples(
+    records: Sequence[Rollout | Mapping[str, Any]], config: RiseDataConfig
+) -> tuple[list[Conversation], dict]:
+    """The weighted examples of the rollouts (or their JSON records; an unusable one, e.g. with a grade that is
+    not a finite number, is an error) and counts of what was kept."""
+    rollouts = parse_rollouts(records)
     examples: list[Conversation] = []
     seen: set[tuple[str, ...]] = set()
     duplicates = 0
     for rollout in rollouts:
-        turns = rollout["turns"]
-        rewards = _rewards(rollout, config)
+        turns = rollout.turns
+        rewards = [reward(turn.grade, config.penalize_unparseable) for turn in turns]
         for t in kept_turns(rewards, config.criterion):
-            attempts = [turn["response"] for turn in turns[:t]]
-            context = rise_messages(rollout["instruction"], rollout.get("demo"), rollout["question"], attempts,
-                                    config.window)
-            key = tuple(m["content"] for m in context) + (turns[t]["response"],)
+            attempts = [turn.response for turn in turns[:t]]
+            context = rise_messages(rollout.instruction, rollout.demo, rollout.question, attempts, config.window)
+            key = tuple(m["content"] for m in context) + (turns[t].response,)
             if config.dedup and key in seen:
                 duplicates += 1
                 continue
             seen.add(key)
             messages = [Message(role=m["role"], content=m["content"]) for m in context]
-            messages.append(Message(role="assistant", content=turns[t]["response"], loss=True))
+            messages.append(Message(role="assistant", content=turns[t].response, loss=True))
             examples.append(Conversation(
                 messages=messages, weight=_weight_of(rollout, t, rewards, config),
-                meta={"env": rollout.get("env"), "task_id": rollout["task_id"], "turn": t, "reward": rewards[t],
-                      "model": turns[t].get("model")},
+                meta={"env": rollout.env, "task_id": rollout.task_id, "turn": t, "reward": rewards[t],
+                      "model": turns[t].model},
             ))
     rewards_kept = [e.meta["reward"] for e in examples]
     counts = {
         "rollouts": len(rollouts), "examples": len(examples), "duplicates_dropped": duplicates,
         "correct_examples": sum(r >= 1 for r in rewards_kept),
         "examples_per_turn": [sum(e.meta["turn"] == t for e in examples)
-                              for t in range(max((len(r["turns"]) for r in rollouts), default=0))],
+                              for t in range(max((len(r.turns) for r in rollouts), default=0))],
         "mean_weight": round(sum(e.weight for e in examples) / max(len(examples), 1), 4),
     }
     return examples, counts

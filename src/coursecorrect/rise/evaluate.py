@@ -17,13 +17,14 @@ from coursecorrect.config import MAX_COUNT, MAX_SAMPLES, MAX_SIZE, MAX_STEPS, MA
 from coursecorrect.envs import EnvConfig
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm import LLM, LLMConfig, SamplingParams
-from coursecorrect.pipeline.rundir import RunDir
 from coursecorrect.rise.collect import default_env
 from coursecorrect.rise.metrics import parallel_metrics, sequential_metrics
 from coursecorrect.rise.parts import read_parts, run_in_parts
 from coursecorrect.rise.plots import plot_accuracy
 from coursecorrect.rise.prompt import math_env
+from coursecorrect.rise.records import Rollout
 from coursecorrect.rise.rollout import TurnPlan, roll_out
+from coursecorrect.rundir import RunDir
 
 SUMMARY_FILE = "summary.json"
 
@@ -66,12 +67,12 @@ def rise_evaluate(config: RiseEvalConfig, out_dir: Path, llm: LLM | None = None,
             backend.append(config.model.make())
         return backend[0]
 
-    def turns(chunk: list[int]) -> list[dict[str, Any]]:
+    def turns(chunk: list[int]) -> list[Rollout]:
         plan = [TurnPlan(loaded(), model, sequential)] * config.turns
         return roll_out(env, chunk, plan, seed=config.seed,
                         stop_on_success=False, window=config.window)
 
-    def samples(chunk: list[int]) -> list[dict[str, Any]]:
+    def samples(chunk: list[int]) -> list[Rollout]:
         params = SamplingParams(n=config.parallel_samples, temperature=config.parallel_temperature,
                                 max_new_tokens=config.max_new_tokens)
         return roll_out(env, chunk, [TurnPlan(loaded(), model, params)], seed=config.seed + 1,
@@ -88,10 +89,10 @@ def rise_evaluate(config: RiseEvalConfig, out_dir: Path, llm: LLM | None = None,
         env.close()
     wanted = set(task_ids)
     summary: dict[str, Any] = {"env": env.name, "model": model, "split": config.split}
-    summary |= sequential_metrics([r for r in read_parts(run.root / "sequential") if r["task_id"] in wanted],
+    summary |= sequential_metrics([r for r in read_parts(run.root / "sequential") if r.task_id in wanted],
                                   config.turns)
     if config.parallel_samples:
-        summary |= parallel_metrics([r for r in read_parts(run.root / "parallel") if r["task_id"] in wanted],
+        summary |= parallel_metrics([r for r in read_parts(run.root / "parallel") if r.task_id in wanted],
                                     config.parallel_samples)
     summary["wall_seconds_this_run"] = round(time.perf_counter() - start, 2)
     atomic_write_json(run.root / SUMMARY_FILE, summary)

@@ -15,14 +15,14 @@ from collections.abc import Sequence
 
 from coursecorrect.envs.math import FEEDBACK, MathEnv
 from coursecorrect.errors import ConfigError
-from coursecorrect.llm import Message
+from coursecorrect.llm import ChatMessage
 
 
 def rise_messages(
     instruction: str, demo: Sequence[str] | None, question: str, attempts: Sequence[str], window: int | None = None
-) -> list[Message]:
+) -> list[ChatMessage]:
     """The conversation that asks for the next attempt after ``attempts`` (all told they were incorrect)."""
-    messages: list[Message] = [{"role": "system", "content": instruction}]
+    messages: list[ChatMessage] = [{"role": "system", "content": instruction}]
     if demo:
         messages += [{"role": "user", "content": demo[0]}, {"role": "assistant", "content": demo[1]}]
     messages.append({"role": "user", "content": question})

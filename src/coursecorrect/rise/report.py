@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from coursecorrect.io import atomic_write_text
-from coursecorrect.pipeline.rundir import StageDir
 from coursecorrect.rise.plots import plot_accuracy
+from coursecorrect.rundir import StageDir
 
 
 def _iterations(root: Path) -> list[tuple[int, StageDir]]:

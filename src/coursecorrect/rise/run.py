@@ -26,8 +26,7 @@ from coursecorrect.data.conversation import read_conversations, write_conversati
 from coursecorrect.envs import EnvConfig
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm import MANAGED_BACKENDS, LLMConfig
-from coursecorrect.pipeline.actor import Actor
-from coursecorrect.pipeline.rundir import RunDir, run_stage
+from coursecorrect.llm.actor import Actor
 from coursecorrect.rise.collect import (
     ROLLOUTS_DIR,
     RiseCollectConfig,
@@ -39,6 +38,7 @@ from coursecorrect.rise.data import RiseDataConfig, rise_examples
 from coursecorrect.rise.evaluate import RiseEvalConfig, RiseEvalSettings, rise_evaluate
 from coursecorrect.rise.parts import read_parts
 from coursecorrect.rise.report import write_rise_report
+from coursecorrect.rundir import RunDir, run_stage
 from coursecorrect.train.sft import TrainConfig, train_sft
 
 
@@ -53,10 +53,16 @@ class RiseRunConfig(Config):
     )
     teacher: LLMConfig | None = Field(None, description="the model of teacher turns (any backend)")
     iterations: int = Field(1, ge=0, le=MAX_STEPS, description="RISE iterations after the first evaluation")
-    collect: RiseCollectSettings = Field(default_factory=RiseCollectSettings)
-    data: RiseDataConfig = Field(default_factory=RiseDataConfig)
+    collect: RiseCollectSettings = Field(
+        default_factory=RiseCollectSettings, description="rollouts of training problems (env, model, teacher: above)"
+    )
+    data: RiseDataConfig = Field(
+        default_factory=RiseDataConfig, description="which rollout turns become training examples, and their weights"
+    )
     train: TrainConfig = Field(default_factory=TrainConfig, description="SFT settings; model is set by the run")
-    eval: RiseEvalSettings = Field(default_factory=RiseEvalSettings)
+    eval: RiseEvalSettings = Field(
+        default_factory=RiseEvalSettings, description="turn-wise evaluation of each model (env and model: above)"
+    )
 
     @model_validator(mode="after")
     def _checks(self) -> RiseRunConfig:

@@ -2,16 +2,20 @@
 
 - :class:`MCTSConfig`, :class:`TreeSearch` — the search of one tree (paper or released variant), as a
   generator of LLM requests.
-- :class:`CollectConfig`, :func:`collect`, :func:`search_trees` — many trees at once, one backend call per
-  step, tree files written atomically, resumable; on Ray workers with :class:`RayConfig`
-  (:mod:`.distributed`).
-- :class:`Tree`, :class:`Node` — the tree and its JSON file; :func:`tree_stats`; :mod:`.viewer`.
+- :func:`search_trees` (:mod:`.batch`) — many trees at once, one backend call per step; on Ray workers with
+  :class:`RayConfig` (:mod:`.distributed`).
+- :class:`CollectConfig`, :func:`collect` (:mod:`.collect`) — a collection run: tree files written atomically,
+  resumable, searched here or on Ray.
+- :class:`Tree`, :class:`Node` — the tree and its JSON file (defined in :mod:`coursecorrect.data.tree`, re-exported
+  here); :func:`tree_stats`; :mod:`.viewer`.
 """
 
-from coursecorrect.search.collect import CollectConfig, Counters, RayConfig, collect, search_trees
+from coursecorrect.data.tree import Node, Tree, TreeFileError, load_trees, tree_path
+from coursecorrect.search.batch import Counters, search_trees
+from coursecorrect.search.collect import CollectConfig, collect
+from coursecorrect.search.distributed import RayConfig
 from coursecorrect.search.mcts import MCTSConfig, Request, TreeSearch, uct
 from coursecorrect.search.stats import tree_stats
-from coursecorrect.search.tree import Node, Tree, TreeFileError, load_trees, tree_path
 
 __all__ = [
     "CollectConfig", "Counters", "MCTSConfig", "Node", "RayConfig", "Request", "Tree", "TreeFileError", "TreeSearch",

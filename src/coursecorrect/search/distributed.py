@@ -1,8 +1,8 @@
 """MCTS collection on Ray: the tasks are shared out to worker actors, the trees stream back one by one.
 
-Each worker is a Ray actor with its own env instances and its own LLM, made from ``CollectConfig.model``
+Each worker is a Ray actor with its own env instances and its own LLM, made from the collection's model config
 inside the worker (a local transformers model, or a client of the config's OpenAI-compatible server). It
-runs :func:`~coursecorrect.search.collect.search_trees` over task ids that it pulls from a shared queue
+runs :func:`~coursecorrect.search.batch.search_trees` over task ids that it pulls from a shared queue
 whenever it has a free search slot (so fast workers take more tasks). The driver keeps one ``next_tree``
 call in flight per worker, which returns as soon as that worker finishes a tree, and writes the tree at
 once, as a local run does (plain calls rather than streaming generators, which the Ray client behind
@@ -21,20 +21,42 @@ from dataclasses import fields
 from typing import Any
 from urllib.parse import urlsplit
 
+from pydantic import Field
+
+from coursecorrect.config import MAX_SIZE, Config
+from coursecorrect.data.tree import Tree
+from coursecorrect.envs import EnvConfig
 from coursecorrect.errors import CourseCorrectError
-from coursecorrect.llm import LLM
-from coursecorrect.search.collect import CollectConfig, Counters, RayConfig, search_trees
-from coursecorrect.search.tree import Tree
+from coursecorrect.llm import LLM, LLMConfig
+from coursecorrect.search.batch import Counters, search_trees
+from coursecorrect.search.mcts import MCTSConfig
 
 INSTALL_HINT = "pip install 'coursecorrect[ray]'"
 _SUMMED = [f.name for f in fields(Counters) if f.name != "batch_sizes"]
 
 
+class RayConfig(Config):
+    """Collection on a Ray cluster: each worker has its own envs and model (or the config's server)."""
+
+    address: str = Field(
+        "local", description="'local' starts a Ray instance here; else a cluster to join ('auto', "
+        "'ray://host:10001', 'host:6379'); a Ray already initialised in this process is used as it is"
+    )
+    workers: int | None = Field(
+        None, ge=1, le=MAX_SIZE, description="worker actors (default: as many as the cluster's free CPUs, or GPUs when "
+        "gpus_per_worker > 0, allow; never more than the trees to search)"
+    )
+    cpus_per_worker: float = Field(1.0, gt=0, le=MAX_SIZE, description="CPUs each worker reserves")
+    gpus_per_worker: float = Field(
+        0.0, ge=0, le=MAX_SIZE, description="GPUs each worker reserves (for a transformers model)"
+    )
+
+
 class CollectWorker:
     """A Ray actor that searches the tasks it pulls from a queue, with its own envs and model."""
 
-    def __init__(self, config: CollectConfig, queue: Any, batch_trees: int) -> None:
-        self.config, self.queue, self.batch_trees = config, queue, batch_trees
+    def __init__(self, env: EnvConfig, model: LLMConfig, mcts: MCTSConfig, queue: Any, batch_trees: int) -> None:
+        self.env, self.model, self.mcts, self.queue, self.batch_trees = env, model, mcts, queue, batch_trees
         self.counters = Counters()
         self.llm: LLM | None = None
         self.trees: Iterator[Tree] | None = None
@@ -43,11 +65,9 @@ class CollectWorker:
         """The next finished tree as a dict, with this worker's running counters; None once the queue is
         drained. The first call makes the model (so that its errors reach the driver as they are)."""
         if self.trees is None:
-            self.llm = self.config.model.make()
+            self.llm = self.model.make()
             tasks = _drain(self.queue)
-            self.trees = search_trees(
-                self.config.env.make, self.llm, tasks, self.config.mcts, self.batch_trees, self.counters
-            )
+            self.trees = search_trees(self.env.make, self.llm, tasks, self.mcts, self.batch_trees, self.counters)
         tree = next(self.trees, None)
         if tree is None:
             if self.llm is not None:
@@ -68,20 +88,24 @@ def _drain(queue: Any) -> Iterator[int]:
 
 
 def ray_search_trees(
-    config: CollectConfig,
+    config: RayConfig,
+    env: EnvConfig,
+    model: LLMConfig,
+    mcts: MCTSConfig,
     task_ids: Sequence[int],
     counters: Counters,
+    batch_trees: int = 8,
     on_step: Callable[[Counters], None] | None = None,
 ) -> Iterator[Tree]:
-    """Search ``task_ids`` on Ray workers as ``config.ray`` says; yield each tree as it arrives.
+    """Search ``task_ids`` on Ray workers as ``config`` says, each with its envs of ``env``, its model of
+    ``model`` and up to ``batch_trees`` trees at once; yield each tree as it arrives.
 
     ``counters`` (all but ``batch_sizes``) add up the workers' totals as of their latest tree; ``on_step``
     is called after each tree. Connects to (or starts) Ray first and disconnects at the end if it connected;
     the workers are ended either way.
     """
-    assert config.ray is not None
     ray = import_ray()
-    connected = connect(ray, config.ray.address)
+    connected = connect(ray, config.address)
     workers: list[Any] = []
     queue = None
     try:
@@ -89,12 +113,12 @@ def ray_search_trees(
 
         queue = Queue(actor_options={"num_cpus": 0})
         queue.put_nowait_batch(list(task_ids))
-        count = worker_count(ray, config.ray, len(task_ids))
-        batch_trees = min(config.batch_trees, math.ceil(len(task_ids) / count))  # no worker takes all the tasks
+        count = worker_count(ray, config, len(task_ids))
+        batch_trees = min(batch_trees, math.ceil(len(task_ids) / count))  # no worker takes all the tasks
         actor = ray.remote(CollectWorker).options(  # SPREAD: workers on every node, each near its node's server
-            num_cpus=config.ray.cpus_per_worker, num_gpus=config.ray.gpus_per_worker, scheduling_strategy="SPREAD"
+            num_cpus=config.cpus_per_worker, num_gpus=config.gpus_per_worker, scheduling_strategy="SPREAD"
         )
-        workers = [actor.remote(config, queue, batch_trees) for _ in range(count)]
+        workers = [actor.remote(env, model, mcts, queue, batch_trees) for _ in range(count)]
         pending = {worker.next_tree.remote(): i for i, worker in enumerate(workers)}
         totals = [dict.fromkeys(_SUMMED, 0) for _ in workers]
         while pending:

@@ -3,7 +3,7 @@
 A :class:`TreeSearch` never calls the LLM itself: :meth:`TreeSearch.run` is a generator that yields the
 requests it needs next (a list of :class:`Request`) and is sent back their completions, so a driver can
 advance many trees together and send all their pending requests to the backend in one batch
-(see :mod:`coursecorrect.search.collect`).
+(see :mod:`coursecorrect.search.batch`).
 
 Two variants (``MCTSConfig.variant``):
 
@@ -37,9 +37,9 @@ from pydantic import Field
 from coursecorrect.agent.parsing import NO_ACTION_OBSERVATION, parse_action
 from coursecorrect.agent.prompt import approx_tokens, episode_start, truncate_context
 from coursecorrect.config import MAX_SAMPLES, MAX_STEPS, MAX_TOKENS, Config, Seed
+from coursecorrect.data.tree import Node, Tree
 from coursecorrect.envs.base import Env, Snapshot
 from coursecorrect.llm.base import Completion, SamplingParams
-from coursecorrect.search.tree import Node, Tree
 
 
 class MCTSConfig(Config):

@@ -10,7 +10,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from coursecorrect.search.tree import Tree
+from coursecorrect.data.tree import Tree
 
 
 def _score_key(score: float) -> str:

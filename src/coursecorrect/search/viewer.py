@@ -13,8 +13,8 @@ import html
 from rich.markup import escape as rich_escape
 from rich.tree import Tree as RichTree
 
+from coursecorrect.data.tree import Node, Tree
 from coursecorrect.search.stats import tree_stats
-from coursecorrect.search.tree import Node, Tree
 
 EXCERPT = 160
 

@@ -46,10 +46,10 @@ from trl.trainer.dpo_trainer import DataCollatorForPreference
 
 from coursecorrect.config import MAX_COUNT, MAX_EPOCHS, MAX_SIZE, MAX_TOKENS, Config, Seed
 from coursecorrect.data.conversation import Conversation, Message
+from coursecorrect.data.preferences import PreferencePair
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.io import atomic_write_json
 from coursecorrect.llm.models import default_device, load_model_and_tokenizer, resolve_model
-from coursecorrect.revision.preferences import PreferencePair
 from coursecorrect.train.finite import FiniteLoss
 from coursecorrect.train.sft import MODEL_DIR, _precision, _save_merged, common_training_args
 from coursecorrect.train.tokenize import IGNORE_INDEX, tokenize_conversation

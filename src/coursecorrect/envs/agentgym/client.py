@@ -35,6 +35,7 @@ from typing import Any
 import httpx
 
 from coursecorrect.envs.base import Env, StepResult
+from coursecorrect.envs.registry import make_registered_env
 from coursecorrect.errors import EnvError
 from coursecorrect.text import replace_surrogates
 
@@ -292,9 +293,7 @@ class AgentGymEnv(Env):
 @functools.cache
 def _native_env(name: str) -> Env:
     """The in-process env named ``name``, to read its description and task keys from."""
-    from coursecorrect.envs import make_env
-
-    return make_env(name)
+    return make_registered_env(name)
 
 
 def _description(name: str) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 import uvicorn
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -251,6 +251,11 @@ class BodyLimit:
         await JSONResponse({"detail": detail}, 413, headers={"Connection": "close"})(scope, receive, send)
 
 
+router = APIRouter(route_class=_JSONRoute)
+"""AgentGym's routes. Each app keeps its env pool in ``app.state.pool`` and the env's fixed facts (``/info``'s
+name, tasks, instruction, step limit and splits) in ``app.state.info``."""
+
+
 def create_app(
     env_name: str,
     *,
@@ -267,99 +272,122 @@ def create_app(
     def factory() -> Env:
         return make_env(env_name, max_steps=max_steps, **(env_options or {}))
 
+    info = _env_info(env_name, factory, max_steps)
+    app = FastAPI(
+        title=f"coursecorrect {env_name} env server",
+        lifespan=_lifespan,
+        exception_handlers={RequestValidationError: _invalid_request},
+    )
+    app.state.info = info
+    app.state.pool = EnvPool(factory, max_envs, idle_timeout)
+    app.include_router(router)
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    return app
+
+
+def _env_info(env_name: str, factory: Callable[[], Env], max_steps: int) -> dict[str, Any]:
+    """What ``/info`` tells of the env besides its live envs: read once, from a probe env."""
     with factory() as probe:
-        static_info = {
+        return {
             "name": env_name,
             "num_tasks": probe.num_tasks,
             "instruction": probe.instruction,
             "max_steps": max_steps,
             "splits": {split: probe.task_ids(split) for split in probe.splits},
         }
-    pool = EnvPool(factory, max_envs, idle_timeout)
 
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        reaper = asyncio.create_task(_reap_forever(pool))
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """Reap idle envs while the app runs; close every env on shutdown."""
+    pool: EnvPool = app.state.pool
+    reaper = asyncio.create_task(_reap_forever(pool))
+    try:
+        yield
+    finally:
+        reaper.cancel()
+        await run_in_threadpool(pool.close_all)
+
+
+def _pool(request: Request) -> EnvPool:
+    return request.app.state.pool
+
+
+def _check_task(request: Request, task_id: int) -> None:
+    """422 unless ``task_id`` is one of the env's tasks."""
+    num_tasks = request.app.state.info["num_tasks"]
+    if not 0 <= task_id < num_tasks:
+        raise HTTPException(422, f"data_idx {task_id} out of range 0..{num_tasks - 1}")
+
+
+@contextmanager
+def _env_slot(request: Request, env_id: int) -> Iterator[_Slot]:
+    """Hold live env ``env_id`` for one call; 404 if there is none."""
+    try:
+        with _pool(request).use(env_id) as slot:
+            yield slot
+    except UnknownEnv:
+        raise HTTPException(404, f"unknown env id {env_id} (closed, idle too long, or never created)") from None
+
+
+@router.get("/")
+def hello(request: Request) -> str:
+    return f"This is environment {request.app.state.info['name']}."
+
+
+@router.get("/info")
+def info(request: Request) -> dict[str, Any]:
+    pool = _pool(request)
+    return {**request.app.state.info, "live_envs": len(pool), "max_envs": pool.max_envs}
+
+
+@router.post("/create")
+def create(request: Request, body: CreateBody | None = None) -> dict[str, Any]:
+    task_id = body.data_idx if body else 0
+    _check_task(request, task_id)
+    try:
+        env_id, observation = _pool(request).create(task_id)
+    except PoolFull as full:
+        raise HTTPException(503, str(full), headers={"Retry-After": "1"}) from None
+    return {"id": env_id, "observation": observation, "reward": 0.0, "done": False}
+
+
+@router.post("/reset")
+def reset(request: Request, body: ResetBody) -> dict[str, Any]:
+    _check_task(request, body.data_idx)
+    with _env_slot(request, body.id) as slot:
+        slot.observation = slot.env.reset(body.data_idx)
+    return {"id": body.id, "observation": slot.observation, "reward": 0.0, "done": False}
+
+
+@router.post("/step")
+def step(request: Request, body: StepBody) -> dict[str, Any]:
+    with _env_slot(request, body.id) as slot:
         try:
-            yield
-        finally:
-            reaper.cancel()
-            await run_in_threadpool(pool.close_all)
+            result = slot.env.step(body.action)
+        except EnvError as exc:
+            raise HTTPException(409, str(exc)) from None
+        slot.observation = result.observation
+    return {
+        "observation": result.observation,
+        "reward": result.reward,
+        "done": result.done,
+        "terminated": result.terminated,
+        "truncated": result.truncated,
+    }
 
-    app = FastAPI(
-        title=f"coursecorrect {env_name} env server",
-        lifespan=lifespan,
-        exception_handlers={RequestValidationError: _invalid_request},
-    )
-    app.router.route_class = _JSONRoute
-    app.state.pool = pool
 
-    def check_task(task_id: int) -> None:
-        if not 0 <= task_id < static_info["num_tasks"]:
-            raise HTTPException(422, f"data_idx {task_id} out of range 0..{static_info['num_tasks'] - 1}")
+@router.get("/observation")
+def observation(request: Request, id: int) -> str:
+    with _env_slot(request, id) as slot:
+        return slot.observation
 
-    @contextmanager
-    def env_slot(env_id: int) -> Iterator[_Slot]:
-        try:
-            with pool.use(env_id) as slot:
-                yield slot
-        except UnknownEnv:
-            raise HTTPException(404, f"unknown env id {env_id} (closed, idle too long, or never created)") from None
 
-    @app.get("/")
-    def hello() -> str:
-        return f"This is environment {env_name}."
-
-    @app.get("/info")
-    def info() -> dict[str, Any]:
-        return {**static_info, "live_envs": len(pool), "max_envs": max_envs}
-
-    @app.post("/create")
-    def create(body: CreateBody | None = None) -> dict[str, Any]:
-        task_id = body.data_idx if body else 0
-        check_task(task_id)
-        try:
-            env_id, observation = pool.create(task_id)
-        except PoolFull as full:
-            raise HTTPException(503, str(full), headers={"Retry-After": "1"}) from None
-        return {"id": env_id, "observation": observation, "reward": 0.0, "done": False}
-
-    @app.post("/reset")
-    def reset(body: ResetBody) -> dict[str, Any]:
-        check_task(body.data_idx)
-        with env_slot(body.id) as slot:
-            slot.observation = slot.env.reset(body.data_idx)
-        return {"id": body.id, "observation": slot.observation, "reward": 0.0, "done": False}
-
-    @app.post("/step")
-    def step(body: StepBody) -> dict[str, Any]:
-        with env_slot(body.id) as slot:
-            try:
-                result = slot.env.step(body.action)
-            except EnvError as exc:
-                raise HTTPException(409, str(exc)) from None
-            slot.observation = result.observation
-        return {
-            "observation": result.observation,
-            "reward": result.reward,
-            "done": result.done,
-            "terminated": result.terminated,
-            "truncated": result.truncated,
-        }
-
-    @app.get("/observation")
-    def observation(id: int) -> str:
-        with env_slot(id) as slot:
-            return slot.observation
-
-    @app.post("/close")
-    def close(body: CloseBody) -> dict[str, bool]:
-        if not pool.close(body.id):
-            raise HTTPException(404, f"unknown env id {body.id}")
-        return {"closed": True}
-
-    app.add_middleware(BodyLimit, max_bytes=max_body)
-    return app
+@router.post("/close")
+def close(request: Request, body: CloseBody) -> dict[str, bool]:
+    if not _pool(request).close(body.id):
+        raise HTTPException(404, f"unknown env id {body.id}")
+    return {"closed": True}
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -1,9 +1,4 @@
-"""CLI command of the SFT stage: ``train``.
-
-Mounted by ``coursecorrect.cli``::
-
-    app.command("train")(train_command)
-"""
+"""``coursecorrect train``: masked, weighted SFT on conversations."""
 
 from __future__ import annotations
 
@@ -12,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from coursecorrect.config import apply_overrides, read_config_file, validate_config
-from coursecorrect.console import console, summary_table
+from coursecorrect.cli.common import load_spec, out_folder, print_summary
 from coursecorrect.errors import CourseCorrectError
-from coursecorrect.preflight import output_folder
 
 
 def train_command(
@@ -45,19 +38,14 @@ def train_command(
 
     if not data.is_file():
         raise CourseCorrectError(f"--data {data}: no such file")
-    spec_data = read_config_file(config) if config else {}
-    spec_data = apply_overrides(spec_data, {
+    spec = load_spec(TrainConfig, config, {
         "model": model, "epochs": epochs, "max_steps": max_steps, "lora": lora, "learning_rate": learning_rate,
         "batch_size": batch_size, "max_length": max_length, "packing": packing,
         "mix_data": str(mix_data) if mix_data else None, "mix_ratio": mix_ratio, "seed": seed,
-    })
-    spec = validate_config(TrainConfig, spec_data, source=str(config or "train"))
+    }, "train")
     conversations = list(read_conversations(data))
     if not conversations:
         raise CourseCorrectError(f"--data {data}: no conversations")
-    out = output_folder(
-        out or Path("runs") / f"train-{data.stem}-{Path(spec.model).name}-{'lora' if spec.lora else 'full'}"
-    )
+    out = out_folder(out, f"train-{data.stem}-{Path(spec.model).name}-{'lora' if spec.lora else 'full'}")
     summary = train_sft(spec, conversations, out, progress=progress)
-    console.print(summary_table(f"SFT of {spec.model} on {data}", summary))
-    console.print(f"model: {summary['model_path']}")
+    print_summary(f"SFT of {spec.model} on {data}", summary, "model", summary["model_path"])

@@ -1,10 +1,4 @@
-"""CLI commands of the revision stage: ``build-data`` and ``export``.
-
-Mounted by ``coursecorrect.cli``::
-
-    app.command("build-data")(build_data_command)
-    app.command("export")(export_command)
-"""
+"""``coursecorrect build-data`` (revision trajectories and baselines from trees) and ``coursecorrect export``."""
 
 from __future__ import annotations
 
@@ -14,15 +8,16 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.table import Table
 
-from coursecorrect.config import apply_overrides, read_config_file, validate_config
+from coursecorrect.cli.common import load_spec, out_folder
+from coursecorrect.cli.preflight import output_file, output_folder
+from coursecorrect.config import validate_config
 from coursecorrect.console import console
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.llm import BACKEND_HELP
-from coursecorrect.preflight import output_file, output_folder
 
 if TYPE_CHECKING:
+    from coursecorrect.data.tree import Tree
     from coursecorrect.revision.build import BuildConfig, BuildResult
-    from coursecorrect.search.tree import Tree
 
 
 def counts_table(title: str, counts: dict[str, dict[str, Any]]) -> Table:
@@ -66,19 +61,17 @@ def build_data_command(
     trajectories from an env's expert (--mode gold)."""
     from coursecorrect.revision.build import BuildConfig, write_data
 
-    data = read_config_file(config) if config else {}
-    data = apply_overrides(data, {
+    spec = load_spec(BuildConfig, config, {
         "mode": mode, "critic": critic, "pairs.alpha": alpha, "pairs.beta": beta, "pairs.rule": rule,
         "pairs.max_pairs_per_tree": max_pairs_per_tree, "seed": seed,
-    })
-    spec = validate_config(BuildConfig, data, source=str(config or "build-data"))
+    }, "build-data")
     if spec.mode == "gold":
-        out = output_folder(out or Path("runs") / f"data-gold-{env}-{split}")
+        out = out_folder(out, f"data-gold-{env}-{split}")
         result, source = _gold(env, split, limit), f"{env} {split}"
     else:
         if trees is None:
             raise CourseCorrectError(f"--mode {spec.mode} builds data from trees: give --trees")
-        out = output_folder(out or Path("runs") / f"data-{spec.mode}-{trees.resolve().name}")
+        out = out_folder(out, f"data-{spec.mode}-{trees.resolve().name}")
         llm = {"model": model, "backend": backend, "base_url": base_url}
         result, source = _from_trees(trees, spec, llm), f"{trees} ({spec.critic_name} critic)"
     write_data(result, out)
@@ -97,9 +90,9 @@ def _gold(env_name: str, split: str, limit: int | None) -> BuildResult:
 
 
 def _from_trees(path: Path, spec: BuildConfig, llm_options: dict[str, str | None]) -> BuildResult:
+    from coursecorrect.data.tree import TreeFileError, load_trees
     from coursecorrect.llm import LLMConfig
     from coursecorrect.revision.build import build_data
-    from coursecorrect.search.tree import TreeFileError, load_trees
 
     trees = load_trees(path)
     if not trees:

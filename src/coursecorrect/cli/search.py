@@ -1,10 +1,4 @@
-"""CLI commands of the search stage: ``collect`` and ``tree show`` / ``tree stats``.
-
-Mounted by ``coursecorrect.cli``::
-
-    app.command("collect")(collect_command)
-    app.add_typer(tree_app, name="tree")
-"""
+"""``coursecorrect collect`` (MCTS over trajectories) and ``coursecorrect tree show | stats``."""
 
 from __future__ import annotations
 
@@ -13,12 +7,13 @@ from typing import Annotated
 
 import typer
 
-from coursecorrect.config import apply_overrides, parse_assignments, read_config_file, validate_config
+from coursecorrect.cli.common import env_options, load_spec, out_folder, print_summary
+from coursecorrect.cli.preflight import check_model, check_tasks, output_file
+from coursecorrect.config import read_config_file
 from coursecorrect.console import console, summary_table
 from coursecorrect.envs import ENV_OPTION_HELP
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.llm import BACKEND_HELP
-from coursecorrect.preflight import check_model, check_tasks, output_file, output_folder
 
 tree_app = typer.Typer(help="Show and summarise MCTS trees.", no_args_is_help=True)
 
@@ -81,24 +76,22 @@ def collect_command(
         data.pop("ray", None)
     elif ray or given:
         data["ray"] = data.get("ray") or {}
-    data = apply_overrides(data, {
+    overrides = {
         "limit": limit, "task_ids": ids, "split": split, "model.model": model, "mcts.variant": variant,
         "mcts.iterations": iterations, "mcts.rollouts": rollouts, "mcts.n_children": n_children,
         "mcts.max_depth": max_depth, "mcts.max_new_tokens": max_new_tokens, "batch_trees": batch_trees,
         "mcts.seed": seed, "model.backend": backend, "model.base_url": base_url, **ray_options,
-        **parse_assignments(env_option or (), "--env-option", "env.options"),
-    })
-    spec = validate_config(CollectConfig, data, source=str(config or "collect"))
-    out = output_folder(
-        out or Path("runs") / f"collect-{spec.env.name}-{Path(spec.model.model).name}-{spec.mcts.variant}"
-    )
+        **env_options(env_option),
+    }
+    spec = load_spec(CollectConfig, config, overrides, "collect", data)
+    out = out_folder(out, f"collect-{spec.env.name}-{Path(spec.model.model).name}-{spec.mcts.variant}")
     if split is not None and ids is not None:  # both given: the ids must be the split's
         check_tasks(spec.env, spec.split, ids, in_split=True)
     if spec.ray is None:  # Ray workers load their own model, maybe from a folder only they have
         check_model(spec.model)
     summary = collect(spec, out, progress=progress)
-    console.print(summary_table(f"MCTS collection: {spec.model.model} on {spec.env.name} {spec.split}", summary))
-    console.print(f"trees and summary: {out}")
+    title = f"MCTS collection: {spec.model.model} on {spec.env.name} {spec.split}"
+    print_summary(title, summary, "trees and summary", out)
 
 
 def _parse_task_ids(text: str) -> list[int]:
@@ -116,8 +109,8 @@ def tree_show(
     depth: Annotated[int | None, typer.Option(help="Show nodes down to this depth only.")] = None,
 ) -> None:
     """Render a tree in the terminal, or write it as an HTML page with --html."""
+    from coursecorrect.data.tree import Tree
     from coursecorrect.io import atomic_write_text
-    from coursecorrect.search.tree import Tree
     from coursecorrect.search.viewer import render_tree, tree_html
 
     if depth is not None and depth < 0:
@@ -135,8 +128,8 @@ def tree_stats_command(
     folder: Annotated[Path, typer.Argument(help="A collection folder (with trees/), or a tree file.")],
 ) -> None:
     """Summarise a collection: trees, leaves, leaf-score histogram, trees with both a success and a failure."""
+    from coursecorrect.data.tree import TreeFileError, load_trees
     from coursecorrect.search.stats import tree_stats
-    from coursecorrect.search.tree import TreeFileError, load_trees
 
     trees = load_trees(folder)
     if not trees:

@@ -21,9 +21,11 @@ class Actor:
         self._path: str | None = None
 
     def config_for(self, path: str) -> LLMConfig:
+        """The configured backend with the model at ``path`` (what a stage's config records as its model)."""
         return self.config.model_copy(update={"model": path})
 
     def get(self, path: str) -> LLM:
+        """The backend serving ``path``: the loaded one, or a new one after closing the old."""
         if self._path != path:
             self.release()
             self._llm, self._path = self.config_for(path).make(), path
@@ -38,6 +40,7 @@ class Actor:
         return served() if callable(served) else {"backend": self.config.backend, "weights": self._path}
 
     def release(self) -> None:
+        """Close the loaded backend (freeing its memory, e.g. before training); the next ``get`` loads again."""
         if self._llm is not None:
             self._llm.close()
         self._llm = self._path = None

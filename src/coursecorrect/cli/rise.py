@@ -1,9 +1,4 @@
-"""CLI commands of RISE: ``coursecorrect rise collect | train | eval | run | report``.
-
-Mounted by ``coursecorrect.cli``::
-
-    app.add_typer(rise_app, name="rise")
-"""
+"""``coursecorrect rise collect | train | eval | run | report``."""
 
 from __future__ import annotations
 
@@ -14,11 +9,12 @@ from typing import Annotated
 
 import typer
 
+from coursecorrect.cli.common import load_spec, out_folder, print_done, print_summary
+from coursecorrect.cli.preflight import check_model
 from coursecorrect.config import apply_overrides, read_config_file, validate_config
 from coursecorrect.console import console, summary_table
 from coursecorrect.errors import CourseCorrectError
 from coursecorrect.llm import BACKEND_HELP
-from coursecorrect.preflight import check_model, output_folder
 
 rise_app = typer.Typer(
     help="RISE: multi-turn 'try again' on math problems, reward-weighted training, turn-wise evaluation.",
@@ -69,19 +65,17 @@ def collect_command(
     if samples:  # one turn per value; a turn the config file describes keeps its other settings
         given = data.get("turns") or []
         data["turns"] = [{**(given[i] if i < len(given) else {}), "num_samples": n} for i, n in enumerate(samples)]
-    data = apply_overrides(data, {
+    spec = load_spec(RiseCollectConfig, config, {
         **_env_overrides(env, task, data_dir), "model.model": model, "teacher.model": teacher,
         "teacher.backend": "openai" if teacher_url else None, "teacher.base_url": teacher_url, "split": split,
         "limit": limit, "max_new_tokens": max_new_tokens, "seed": seed,
-    })
-    spec = validate_config(RiseCollectConfig, data, source=str(config or "rise collect"))
-    out = output_folder(out or Path("runs") / f"rise-collect-{spec.env.name}-{Path(spec.model.model).name}")
+    }, "rise collect", data)
+    out = out_folder(out, f"rise-collect-{spec.env.name}-{Path(spec.model.model).name}")
     check_model(spec.model)
     if spec.teacher is not None:
         check_model(spec.teacher)
     summary = collect_rollouts(spec, out, progress=progress)
-    console.print(summary_table(f"RISE rollouts of {spec.model.model} on {spec.env.name}", summary))
-    console.print(f"rollouts: {out / 'rollouts'}")
+    print_summary(f"RISE rollouts of {spec.model.model} on {spec.env.name}", summary, "rollouts", out / "rollouts")
 
 
 @rise_app.command("train")
@@ -121,7 +115,7 @@ def train_command(
     })
     data_spec = validate_config(RiseDataConfig, data.get("data", {}), source=str(config or "rise train") + " [data]")
     train_spec = validate_config(TrainConfig, data.get("train", {}), source=str(config or "rise train") + " [train]")
-    out = output_folder(out or Path("runs") / f"rise-train-{Path(train_spec.model).name}")
+    out = out_folder(out, f"rise-train-{Path(train_spec.model).name}")
     with warnings.catch_warnings(record=True) as skipped:  # read_parts warns of the lines it skips
         warnings.simplefilter("always")
         records = read_parts(rollouts, strict=strict)
@@ -139,8 +133,7 @@ def train_command(
         console.print(f"examples: {out / 'data.jsonl'}")
         return
     summary = train_sft(train_spec, examples, out, progress=progress)
-    console.print(summary_table(f"RWR fine-tuning of {train_spec.model}", summary))
-    console.print(f"model: {summary['model_path']}")
+    print_summary(f"RWR fine-tuning of {train_spec.model}", summary, "model", summary["model_path"])
 
 
 def _first_skip(caught: list[warnings.WarningMessage]) -> str:
@@ -174,18 +167,16 @@ def eval_command(
     m1@t5, p1@t5, accuracy per turn and its plot."""
     from coursecorrect.rise.evaluate import RiseEvalConfig, rise_evaluate
 
-    data = read_config_file(config) if config else {}
-    data = apply_overrides(data, {
+    spec = load_spec(RiseEvalConfig, config, {
         **_env_overrides(env, task, data_dir), "model.model": model, "model.backend": backend,
         "model.base_url": base_url, "split": split, "limit": limit, "turns": turns,
         "parallel_samples": parallel_samples, "window": window, "max_new_tokens": max_new_tokens, "seed": seed,
-    })
-    spec = validate_config(RiseEvalConfig, data, source=str(config or "rise eval"))
-    out = output_folder(out or Path("runs") / f"rise-eval-{spec.env.name}-{Path(spec.model.model).name}-{spec.split}")
+    }, "rise eval")
+    out = out_folder(out, f"rise-eval-{spec.env.name}-{Path(spec.model.model).name}-{spec.split}")
     check_model(spec.model)
     summary = rise_evaluate(spec, out, progress=progress)
-    console.print(summary_table(f"{spec.model.model} on {spec.env.name} {spec.split}, turn-wise", summary))
-    console.print(f"records, summary and accuracy.png: {out}")
+    title = f"{spec.model.model} on {spec.env.name} {spec.split}, turn-wise"
+    print_summary(title, summary, "records, summary and accuracy.png", out)
 
 
 @rise_app.command("run")
@@ -201,13 +192,11 @@ def run_command(
     Re-running the same command resumes at the first unfinished stage."""
     from coursecorrect.rise.run import RiseRunConfig, run_rise
 
-    data = apply_overrides(read_config_file(config), {"iterations": iterations, "model.model": model})
-    spec = validate_config(RiseRunConfig, data, source=str(config))
-    out = output_folder(out or Path("runs") / config.stem)
+    spec = load_spec(RiseRunConfig, config, {"iterations": iterations, "model.model": model}, "rise run")
+    out = out_folder(out, config.stem)
     check_model(spec.model)
     start = time.perf_counter()
-    report = run_rise(spec, out, progress=progress)
-    console.print(f"[bold]done[/bold] in {time.perf_counter() - start:.0f} s this session; report: {report}")
+    print_done(start, run_rise(spec, out, progress=progress))
 
 
 @rise_app.command("report")

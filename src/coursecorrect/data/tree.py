@@ -135,6 +135,7 @@ class Tree:
         return cls(env, task_id, list(root_messages), root, dict(meta or {}))
 
     def nodes(self) -> Iterator[Node]:
+        """Every node, the root first, depth first."""
         return self.root.walk()
 
     def leaves(self) -> Iterator[Node]:
@@ -146,6 +147,8 @@ class Tree:
         return (n for n in self.leaves() if n.terminal)
 
     def find(self, node_id: int) -> Node:
+        """The node with id ``node_id`` (ids are unique in a tree; revision records name nodes by id).
+        Raises ``KeyError`` when the tree has none."""
         for node in self.nodes():
             if node.id == node_id:
                 return node
@@ -164,6 +167,7 @@ class Tree:
         return [step.action for step in node.path()[1:]]
 
     def to_dict(self) -> dict[str, Any]:
+        """The tree file's JSON (see the module's docstring)."""
         return {
             "format": FORMAT, "env": self.env, "task_id": self.task_id, "meta": self.meta,
             "root_messages": [m.model_dump(mode="json") for m in self.root_messages],
@@ -172,6 +176,7 @@ class Tree:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "tree") -> Tree:
+        """The tree of a tree file's JSON; raises :class:`TreeFileError`, naming ``source``, when it is not one."""
         try:
             if data.get("format") != FORMAT:
                 raise ValueError(f"unsupported format {data.get('format')!r} (expected {FORMAT})")
@@ -186,6 +191,7 @@ class Tree:
 
     @classmethod
     def load(cls, path: Path) -> Tree:
+        """Read a tree file; raises :class:`TreeFileError` when it is missing, not JSON or not a tree."""
         path = Path(path)
         if not path.is_file():
             raise TreeFileError(f"{path}: no such tree file")

@@ -1,12 +1,4 @@
-"""CLI commands of the pipeline: ``run``, ``demo`` and ``report``.
-
-Mounted by ``coursecorrect.cli``::
-
-    app.command("run")(run_command)
-    app.command("demo")(demo_command)
-    app.command("compare")(compare_command)
-    app.command("report")(report_command)
-"""
+"""``coursecorrect run | demo | compare | report``: the Agent-R loop, its baselines, and their reports."""
 
 from __future__ import annotations
 
@@ -18,10 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.table import Table
 
-from coursecorrect.config import apply_overrides, read_config_file, validate_config
+from coursecorrect.cli.common import RUNS, load_spec, print_done
+from coursecorrect.cli.preflight import check_model, check_tasks, output_file, output_folder
 from coursecorrect.console import console
 from coursecorrect.errors import CourseCorrectError
-from coursecorrect.preflight import check_model, check_tasks, output_file, output_folder
 
 if TYPE_CHECKING:
     from coursecorrect.pipeline.run import RunConfig
@@ -34,15 +26,14 @@ def demo_config_text() -> str:
     return files("coursecorrect.pipeline").joinpath(DEMO_CONFIG).read_text(encoding="utf-8")
 
 
-def _run(data: dict, source: str, out: Path, progress: bool) -> None:
-    from coursecorrect.pipeline.run import RunConfig, run_pipeline
+def _run(spec: RunConfig, out: Path, progress: bool) -> None:
+    from coursecorrect.pipeline.run import run_pipeline
 
-    spec = validate_config(RunConfig, data, source=source)
     _check_run(spec, out)
     start = time.perf_counter()
     report = run_pipeline(spec, out, progress=progress)
     console.print(success_table(out))
-    console.print(f"[bold]done[/bold] in {time.perf_counter() - start:.0f} s this session; report: {report}")
+    print_done(start, report)
 
 
 def _check_run(spec: RunConfig, out: Path) -> None:
@@ -58,7 +49,7 @@ def success_table(out: Path) -> Table:
     """The run's test success per iteration, with 95% intervals and the change from iteration 0."""
     from coursecorrect.eval.intervals import describe_difference
     from coursecorrect.pipeline.report import format_percent, in_points, interval_rows
-    from coursecorrect.pipeline.rundir import RunDir
+    from coursecorrect.rundir import RunDir
 
     table = Table(title="Test success (95% bootstrap intervals over tasks; change paired by task)")
     for column in ("iteration", "solved", "success %", "vs iteration 0 (points)"):
@@ -79,8 +70,10 @@ def run_command(
     """Run the Agent-R loop: warm start, then per iteration collect → build-data → train → eval, and a report.
 
     Re-running the same command resumes at the first unfinished stage."""
-    data = apply_overrides(read_config_file(config), {"iterations": iterations, "model.model": model})
-    _run(data, str(config), out or Path("runs") / config.stem, progress)
+    from coursecorrect.pipeline.run import RunConfig
+
+    spec = load_spec(RunConfig, config, {"iterations": iterations, "model.model": model}, "run")
+    _run(spec, out or RUNS / config.stem, progress)
 
 
 def demo_command(
@@ -97,7 +90,9 @@ def demo_command(
         return
     import tomllib
 
-    _run(tomllib.loads(text), "demo", out, progress)
+    from coursecorrect.pipeline.run import RunConfig
+
+    _run(load_spec(RunConfig, None, {}, "demo", tomllib.loads(text)), out, progress)
 
 
 def compare_command(
@@ -111,12 +106,11 @@ def compare_command(
     Re-running the same command resumes at the first unfinished stage."""
     from coursecorrect.pipeline.compare import CompareConfig, run_compare
 
-    spec = validate_config(CompareConfig, read_config_file(config), source=str(config))
-    out = out or Path("runs") / config.stem
+    spec = load_spec(CompareConfig, config, {}, "compare")
+    out = out or RUNS / config.stem
     _check_run(spec, out)
     start = time.perf_counter()
-    report = run_compare(spec, out, progress=progress)
-    console.print(f"[bold]done[/bold] in {time.perf_counter() - start:.0f} s this session; report: {report}")
+    print_done(start, run_compare(spec, out, progress=progress))
 
 
 def report_command(

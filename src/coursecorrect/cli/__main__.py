@@ -1,0 +1,5 @@
+"""``python -m coursecorrect.cli``."""
+
+from coursecorrect.cli import main
+
+main()
