@@ -81,7 +81,7 @@ def demo_command(
     print_config: Annotated[bool, typer.Option(help="Print the demo's run config and exit.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """The Agent-R loop on SmolLM2-135M-Instruct and TextCraft, sized for a laptop (about 10 minutes on 2 cores).
+    """The Agent-R loop on SmolLM2-135M-Instruct and TextCraft, sized for a laptop (about 11 minutes on 2 cores).
 
     Copy its config (--print-config) to start your own run with `coursecorrect run --config`."""
     text = demo_config_text()
