@@ -128,8 +128,11 @@ def read_jsonl(path: Path, skip_bad: bool = False) -> Iterator[Any]:
     return (record for _, record in read_jsonl_lines(path, skip_bad))
 
 
-def read_jsonl_lines(path: Path, skip_bad: bool = False) -> Iterator[tuple[int, Any]]:
-    """Like :func:`read_jsonl`, with each record's line number (from 1)."""
+def read_jsonl_lines(
+    path: Path, skip_bad: bool = False, bad: list[str] | None = None
+) -> Iterator[tuple[int, Any]]:
+    """Like :func:`read_jsonl`, with each record's line number (from 1). With ``bad``, every unreadable line,
+    a torn last one too, is skipped and described there as ``file:line: why``."""
     path = Path(path)
     # split at "\n" only: JSON strings may hold other line breaks (U+2028, U+0085) unescaped
     lines = path.read_bytes().split(b"\n")  # the last item is what follows the last newline
@@ -139,6 +142,8 @@ def read_jsonl_lines(path: Path, skip_bad: bool = False) -> Iterator[tuple[int, 
         try:
             yield number, json.loads(line)
         except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError: a line that is not UTF-8 text
-            if skip_bad or number == len(lines):  # the last item has no newline: torn by a crash mid-append
-                continue
-            raise JSONLError(f"{path}:{number}: not valid JSON ({getattr(exc, 'msg', 'not UTF-8 text')})") from None
+            message = f"{path}:{number}: not valid JSON ({getattr(exc, 'msg', 'not UTF-8 text')})"
+            if bad is not None:
+                bad.append(message)
+            elif not skip_bad and number < len(lines):  # the last item has no newline: torn by a crash mid-append
+                raise JSONLError(message) from None

@@ -4,7 +4,6 @@ in flight."""
 
 from __future__ import annotations
 
-import json
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,7 +11,7 @@ from pathlib import Path
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from coursecorrect.errors import CourseCorrectError
-from coursecorrect.io import write_jsonl
+from coursecorrect.io import read_jsonl_lines, write_jsonl
 from coursecorrect.rise.records import Rollout, RolloutError, parse_rollout
 
 
@@ -26,14 +25,7 @@ def read_parts(folder: Path, strict: bool = False) -> list[Rollout]:
     files = [folder] if folder.is_file() else sorted(folder.glob("part-*.jsonl"))
     records, bad = [], []
     for path in files:
-        for number, line in enumerate(path.read_bytes().split(b"\n"), start=1):  # JSON strings may hold U+2028
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as exc:  # JSONDecodeError, or UnicodeDecodeError: a line that is not UTF-8 text
-                bad.append(f"{path}:{number}: not valid JSON ({getattr(exc, 'msg', 'not UTF-8 text')})")
-                continue
+        for number, record in read_jsonl_lines(path, bad=bad):
             try:
                 records.append(parse_rollout(record, where=f"{path}:{number}"))
             except RolloutError as exc:
