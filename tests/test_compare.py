@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -56,6 +57,29 @@ def test_methods_share_the_warm_start_first_eval_and_iteration_1_trees_then_resu
     redone = [stage for stage in times if again[stage] != times[stage]]
     assert redone == [str((killed / "DONE.json").relative_to(tmp_path))]
     assert report.read_text() == before  # greedy evaluation: the same numbers
+
+
+def test_every_method_builds_its_first_data_before_any_trains_and_a_moved_run_remakes_only_what_it_needs(tmp_path):
+    config = CompareConfig.model_validate({**COMPARE, "methods": ["agent-r", "good", "gold"], "seeds": [0],
+                                           "iterations": 2})
+    run_compare(config, tmp_path, progress=False)
+    runs = {m: method_dir(tmp_path, 0, m) for m in config.methods}
+    data_1 = [(run / "iter_1" / "data" / "DONE.json").stat().st_mtime_ns for run in runs.values()]
+    train_1 = [(run / "iter_1" / "train" / "DONE.json").stat().st_mtime_ns for run in runs.values()]
+    assert max(data_1) < min(train_1)  # the shared trees are done with before the first training
+
+    # carried to another machine with what git keeps (no models, no trees), stopped in gold's last evaluation
+    # (gold trains a model every iteration; the tiny model's search may yield no data to train on)
+    for folder in [*tmp_path.rglob("model"), *tmp_path.rglob("trees")]:
+        shutil.rmtree(folder)
+    (runs["gold"] / "iter_2" / "eval" / "DONE.json").unlink()
+    times = _stage_times(tmp_path)
+    run_compare(config, tmp_path, progress=False)
+    again = _stage_times(tmp_path)
+    redone = sorted(stage for stage in again if again[stage] != times.get(stage))
+    gold = str(runs["gold"].relative_to(tmp_path))
+    assert redone == sorted(["warm_start/DONE.json", f"{gold}/iter_1/train/DONE.json",
+                             f"{gold}/iter_2/train/DONE.json", f"{gold}/iter_2/eval/DONE.json"])
 
 
 def test_compare_config_checks_methods_seeds_and_variants():

@@ -13,6 +13,11 @@ Every method of a seed builds its iteration-1 data from the same tree files. The
 revision thoughts, the pair shuffle and the training order; the warm start and the greedy iteration-0
 evaluation do not depend on it. ``gold`` (the control) trains on the warm start's expert data for as many
 optimizer steps as ``control_steps_like`` took in the same iteration. Stages resume like ``run``'s.
+
+Within a seed, every method first builds its iteration-1 data, then each method runs to its end in turn. So the
+shared trees are needed only until the first data are built, and a run resumed on another machine (git keeps
+neither models nor trees) remakes at most the warm start, those trees, and the models of the one method it stopped
+in; a finished method's models are not remade.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from coursecorrect.errors import ConfigError
 from coursecorrect.llm.actor import Actor
 from coursecorrect.pipeline.compare_folders import method_dir, shared_stages
 from coursecorrect.pipeline.compare_report import write_compare_report
-from coursecorrect.pipeline.run import RunConfig, check_run_config, run_loop
+from coursecorrect.pipeline.run import RunConfig, check_run_config, loop_stages, run_loop
 from coursecorrect.rundir import RunDir
 from coursecorrect.train.dpo import DPOStageConfig
 
@@ -113,10 +118,17 @@ def run_compare(config: CompareConfig, out_dir: Path, progress: bool = True) -> 
     actor = Actor(config.model)
     try:
         for seed in config.seeds:
+            runs = []
             for method in order:
                 spec = config.method_config(method, seed)
                 run = RunDir.open(method_dir(root, seed, method), spec, shared=shared_stages(root, seed))
                 steps = _steps_of(root, seed, config.control_steps_like) if spec.data.mode == "gold" else None
+                runs.append((spec, run, steps))
+            for spec, run, steps in runs:  # every method's first data first: then the shared trees are done with
+                for key in loop_stages(spec, run, actor, progress, train_steps=steps):
+                    if key == ("data", 1):
+                        break
+            for spec, run, steps in runs:
                 run_loop(spec, run, actor, progress, train_steps=steps)
     finally:
         actor.release()

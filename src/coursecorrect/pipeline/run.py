@@ -18,7 +18,7 @@ resumes the first unfinished one (collection and evaluation also resume inside t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -179,12 +179,30 @@ def run_loop(
 ) -> None:
     """The stages of ``config`` in ``run`` (stages already done are skipped). ``train_steps(i)``, if given,
     fixes iteration ``i``'s optimizer steps (``compare``'s gold control trains as long as Agent-R)."""
+    for _ in loop_stages(config, run, actor, progress, train_steps):
+        pass
+
+
+StageKey = tuple[str, int | None]
+
+
+def loop_stages(
+    config: RunConfig, run: RunDir, actor: Actor, progress: bool = True,
+    train_steps: Callable[[int], int | None] | None = None,
+) -> Iterator[StageKey]:
+    """Run the stages of ``config`` in ``run`` one by one, yielding each one's key once it is done; stop
+    iterating to stop after a stage. A finished stage whose model or trees are gone (a run folder carried to
+    another machine: git keeps neither) runs again only if a stage after it still needs them."""
+    plan = stage_plan(config)
     current = config.model.model
     if config.warm_start.enabled:
-        summary = run_stage(run, "warm_start", None, lambda path: _warm_start(config, path, progress), kept=_has_model)
+        summary = run_stage(run, "warm_start", None, lambda path: _warm_start(config, path, progress),
+                            kept=_model_kept(run, plan, ("warm_start", None)))
         current = summary["model"]
+        yield "warm_start", None
     start = current
     run_stage(run, "eval", None, lambda path: _evaluate(config, current, path, actor, progress))
+    yield "eval", None
     searches = config.data.mode != "gold"
     for i in range(1, config.iterations + 1):
         model_i = current
@@ -192,18 +210,40 @@ def run_loop(
             trees_needed = not StageDir(run.path_of("data", i)).is_done()
             run_stage(run, "collect", i, lambda path, m=model_i: _collect(config, m, path, actor, progress),
                       kept=lambda summary, i=i, needed=trees_needed: not needed or _has_trees(config, run, i))
+            yield "collect", i
         run_stage(run, "data", i, lambda path, i=i, m=model_i: _build(config, i, m, run, path, actor))
+        yield "data", i
         actor.release()  # training needs the memory; the next stage reloads the new model
         base = model_i if config.train.start == "previous" else start
         steps = train_steps(i) if train_steps else None
         trained = run_stage(
             run, "train", i, lambda path, i=i, m=base, n=steps: _train(config, i, m, run, path, progress, n),
-            kept=_has_model,
+            kept=_model_kept(run, plan, ("train", i)),
         )
         current = trained["model"]
+        yield "train", i
         run_stage(run, "eval", i, lambda path, m=current: _evaluate(config, m, path, actor, progress))
+        yield "eval", i
         if config.eval.revision_ability:
             run_stage(run, "revision", i, lambda path, m=current: _revision(config, m, run, path, actor, progress))
+            yield "revision", i
+
+
+def stage_plan(config: RunConfig) -> list[StageKey]:
+    """Every stage of ``config``'s loop, in the order it runs them."""
+    plan: list[StageKey] = [("warm_start", None)] if config.warm_start.enabled else []
+    plan.append(("eval", None))
+    for i in range(1, config.iterations + 1):
+        plan += [("collect", i)] if config.data.mode != "gold" else []
+        plan += [("data", i), ("train", i), ("eval", i)]
+        plan += [("revision", i)] if config.eval.revision_ability else []
+    return plan
+
+
+def _model_kept(run: RunDir, plan: list[StageKey], key: StageKey) -> Callable[[dict[str, Any]], bool]:
+    """``kept`` of a stage that makes a model: the model is on disk, or every stage after it is done."""
+    later = plan[plan.index(key) + 1:]
+    return lambda summary: _has_model(summary) or all(StageDir(run.path_of(*k)).is_done() for k in later)
 
 
 def _has_model(summary: dict[str, Any]) -> bool:
