@@ -10,6 +10,8 @@ redraws it at any point and from the small artefacts alone (no models, no trees)
 - Table 3: revision ability (the starting model's failed episodes, continued), the same way.
 - Table 1: training data per iteration (mean over seeds), with the model critic's agreement with the expert.
 - Loops: repeated action sub-sequences per episode in the last iteration.
+- Progress: per part (the shared stages, each seed's trees, each method and seed) the stages done and their
+  wall time, so a comparison run in parts shows what remains.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from coursecorrect.pipeline.report import (
     save_figure,
     task_successes,
 )
-from coursecorrect.rundir import RunDir
+from coursecorrect.pipeline.run import RunConfig, stage_plan
+from coursecorrect.rundir import RunDir, StageDir
 
 Scores = dict[tuple[str, int], list[float]]  # (env, task id) -> one value per seed
 
@@ -113,6 +116,7 @@ def write_compare_report(root: Path) -> Path:
     lines += _table3(data, iterations)
     lines += _table1(data, iterations)
     lines += _loops(data, last)
+    lines += _progress(root, data)
     plots = _plots(root, data, iterations)
     if plots:
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
@@ -205,6 +209,38 @@ def _loops(data: dict[str, Any], last: int) -> list[str]:
                  for k in LOOP_LENGTHS]
         lines.append("| " + " | ".join([method, *cells]) + " |")
     return lines + [""]
+
+
+def _progress(root: Path, data: dict[str, Any]) -> list[str]:
+    """Stages done and their wall time, per part: the shared stages, each seed's trees, each method and seed."""
+    lines = ["## Progress: stages done and their wall time", "", "| part | stages done | wall time (min) |",
+             "|---|---|---|"]
+    total = 0.0
+
+    def row(part: str, folders: list[Path]) -> None:
+        nonlocal total
+        done = [StageDir(f).summary() for f in folders if StageDir(f).is_done()]
+        seconds = sum(d.get("wall_seconds", 0.0) for d in done)
+        total += seconds
+        lines.append(f"| {part} | {len(done)}/{len(folders)} | {seconds / 60:.1f} |")
+
+    row("shared: warm start, iteration-0 evaluation", [root / "warm_start", root / "eval"])
+    for seed in data["seeds"]:
+        shared = shared_stages(root, seed)
+        row(f"seed {seed}: iteration-1 trees", [shared["iter_1/collect"]])
+        for method in data["methods"]:
+            folder = method_dir(root, seed, method)
+            saved = folder / "config.yaml"
+            if not saved.is_file():
+                lines.append(f"| seed {seed}: {method} | not started | – |")
+                continue
+            config = RunConfig.model_validate(yaml.safe_load(saved.read_text(encoding="utf-8")))
+            run = RunDir(folder)
+            own = [k for k in stage_plan(config) if (f"iter_{k[1]}/{k[0]}" if k[1] else k[0]) not in shared]
+            row(f"seed {seed}: {method}", [run.path_of(*k) for k in own])
+    lines.append(f"| all | | {total / 60:.1f} |")
+    return lines + ["", "Wall time as each stage last ran (a stage remade on another machine counts its last run; "
+                    "other jobs on the machine slow a stage down).", ""]
 
 
 def _plots(root: Path, data: dict[str, Any], iterations: list[int]) -> list[str]:
