@@ -109,6 +109,7 @@ CASES = [
     ("play-env-option-no-value", "env play textcraft --env-option seed", "error: --env-option takes KEY=VALUE"),
     ("play-env-option-max-steps", "env play textcraft --env-option max_steps=3", "set max_steps as a field"),
     ("serve-bad-host", "env serve textcraft --host not.a.host.invalid", "error: cannot serve on not.a.host.invalid"),
+    ("serve-bad-env-option", "env serve textcraft --port 0 --env-option bogus=1", "unexpected keyword argument 'bogus'"),
 ]
 
 
@@ -157,6 +158,18 @@ def test_env_options_reach_the_env_config(
     code, _, err = run_cli([*args, "--env-option", "seed=3"], monkeypatch, capsys)
     assert code == 0, err
     assert seen == [{"seed": 3}]
+
+
+def test_env_options_reach_the_served_env(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server = importlib.import_module("coursecorrect.envs.agentgym.server")
+    served = []
+    monkeypatch.setattr(server, "serve", lambda app, **_: served.append(app.state.pool))
+    code, _, err = run_cli(["env", "serve", "textcraft", "--port", "0", "--env-option", "seed=3"], monkeypatch, capsys)
+    assert code == 0, err
+    env = served[0].factory()
+    assert env.seed == 3
 
 
 def test_env_option_values_are_json_or_text() -> None:

@@ -165,6 +165,16 @@ def test_bad_records_are_reported_with_file_and_line_then_skipped(tmp_path):
     assert len(env.skipped) == 6 and env.skipped[0].startswith(f"{path}:2:")
 
 
+def test_a_line_that_is_not_utf8_is_skipped_and_unicode_line_breaks_stay_inside_their_record(tmp_path):
+    path = tmp_path / "gsm8k_train.jsonl"
+    sep = json.dumps({"question": "a\u2028b", "answer": "#### 1"}, ensure_ascii=False).encode()
+    path.write_bytes(b'{"question": "caf\xe9", "answer": "#### 2"}\n' + sep + b"\n")
+    env = GSM8KEnv(data_dir=tmp_path)
+    with pytest.warns(UserWarning, match="skipped 1 unusable record"):
+        assert [p.question for p in env.problems] == ["a\u2028b"]
+    assert env.skipped == [f"{path}:1: not valid JSON (not UTF-8 text)"]
+
+
 def test_bad_records_are_rejected_with_strict(tmp_path):
     (tmp_path / "gsm8k_train.jsonl").write_text("\n".join(BAD_LINES) + "\n")
     with pytest.raises(EnvError, match=r"(?s)6 unusable record.*gsm8k_train.jsonl:2: not valid JSON"):

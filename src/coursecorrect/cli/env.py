@@ -128,12 +128,16 @@ def env_serve(
     max_steps: Annotated[
         int, typer.Option(min=1, max=MAX_STEPS, help="Actions per episode before it is truncated.")
     ] = 100,
+    env_option: Annotated[list[str] | None, typer.Option(help=ENV_OPTION_HELP)] = None,
 ) -> None:
     """Serve an env over AgentGym's HTTP protocol; play it elsewhere as env 'agentgym:http://HOST:PORT'."""
     from coursecorrect.envs.agentgym.server import create_app, serve
 
+    overrides = {"name": name, "max_steps": max_steps, **env_options(env_option, prefix="options")}
+    spec = load_spec(EnvConfig, None, overrides, "env serve")
     _check_listen(host, port)
-    app = create_app(name, max_envs=max_envs, idle_timeout=idle_timeout, max_steps=max_steps)
+    app = create_app(name, max_envs=max_envs, idle_timeout=idle_timeout, max_steps=max_steps,
+                     env_options=spec.options)
     console.print(f"serving {name} on http://{host}:{port} (Ctrl+C stops)")
     serve(app, host=host, port=port)
 

@@ -10,7 +10,6 @@ by default it is skipped with a warning that lists every such line; with ``stric
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from collections.abc import Callable, Iterable
@@ -20,6 +19,7 @@ from typing import Any
 
 from coursecorrect.envs.math.grading import last_boxed, parse_number
 from coursecorrect.errors import EnvError
+from coursecorrect.io import read_jsonl_lines
 
 DATA_ENV_VAR = "COURSECORRECT_MATH_DATA"
 HUB = {"gsm8k": ("openai/gsm8k", "main"), "math": ("HuggingFaceH4/MATH-500", None)}
@@ -79,17 +79,13 @@ def read_problems(
     """The problems of one JSONL file. Bad lines go to ``skipped`` as ``"file:line: reason"`` (or raise
     ``EnvError`` with ``strict``)."""
     parse, problems, bad = PARSERS[dataset], [], []
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, record in read_jsonl_lines(path, bad=bad):
         try:
-            record = json.loads(line)
             if not isinstance(record, dict):
                 raise BadRecord("not a JSON object")
             problems.append(parse(record, split))
-        except (json.JSONDecodeError, BadRecord) as exc:
-            reason = f"not valid JSON ({exc.msg})" if isinstance(exc, json.JSONDecodeError) else str(exc)
-            bad.append(f"{path}:{number}: {reason}")
+        except BadRecord as exc:
+            bad.append(f"{path}:{number}: {exc}")
     _report(bad, strict, skipped)
     return problems
 
