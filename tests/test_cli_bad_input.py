@@ -109,7 +109,11 @@ CASES = [
     ("play-env-option-no-value", "env play textcraft --env-option seed", "error: --env-option takes KEY=VALUE"),
     ("play-env-option-max-steps", "env play textcraft --env-option max_steps=3", "set max_steps as a field"),
     ("serve-bad-host", "env serve textcraft --host not.a.host.invalid", "error: cannot serve on not.a.host.invalid"),
-    ("serve-bad-env-option", "env serve textcraft --port 0 --env-option bogus=1", "unexpected keyword argument 'bogus'"),
+    (
+        "serve-bad-env-option",
+        "env serve textcraft --port 0 --env-option bogus=1",
+        "unexpected keyword argument 'bogus'",
+    ),
 ]
 
 

@@ -12,16 +12,18 @@ from rich.table import Table
 from coursecorrect.cli.common import env_options, load_spec
 from coursecorrect.config import MAX_SECONDS, MAX_SIZE, MAX_STEPS
 from coursecorrect.console import console
-from coursecorrect.envs import ENV_OPTION_HELP, ENVS, Env, EnvConfig
+from coursecorrect.envs import ENV_OPTION_HELP, ENVS, EnvConfig
 from coursecorrect.errors import CourseCorrectError
 
 env_app = typer.Typer(help="List, play and check environments.", no_args_is_help=True)
 
 
-def _env_from(name: str | None, config: Path | None, max_steps: int | None, options: list[str] | None) -> Env:
-    """An env from a config file and/or a name; command-line values win over the file's."""
+def _env_spec(
+    name: str | None, config: Path | None, max_steps: int | None, options: list[str] | None
+) -> EnvConfig:
+    """An env's config from a config file and/or a name; command-line values win over the file's."""
     overrides = {"name": name, "max_steps": max_steps, **env_options(options, prefix="options")}
-    return load_spec(EnvConfig, config, overrides, "env").make()
+    return load_spec(EnvConfig, config, overrides, "env")
 
 
 @env_app.command("list")
@@ -53,7 +55,7 @@ def env_play(
     env_option: Annotated[list[str] | None, typer.Option(help=ENV_OPTION_HELP)] = None,
 ) -> None:
     """Play an environment by hand: observations are printed, actions read from the keyboard."""
-    env = _env_from(name, config, max_steps, env_option)
+    env = _env_spec(name, config, max_steps, env_option).make()
     with env:
         if instruction:
             console.print(env.instruction, markup=False)
@@ -133,8 +135,7 @@ def env_serve(
     """Serve an env over AgentGym's HTTP protocol; play it elsewhere as env 'agentgym:http://HOST:PORT'."""
     from coursecorrect.envs.agentgym.server import create_app, serve
 
-    overrides = {"name": name, "max_steps": max_steps, **env_options(env_option, prefix="options")}
-    spec = load_spec(EnvConfig, None, overrides, "env serve")
+    spec = _env_spec(name, None, max_steps, env_option)
     _check_listen(host, port)
     app = create_app(name, max_envs=max_envs, idle_timeout=idle_timeout, max_steps=max_steps,
                      env_options=spec.options)

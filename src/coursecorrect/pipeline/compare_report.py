@@ -235,9 +235,9 @@ def _progress(root: Path, data: dict[str, Any]) -> list[str]:
                 lines.append(f"| seed {seed}: {method} | not started | – |")
                 continue
             config = RunConfig.model_validate(yaml.safe_load(saved.read_text(encoding="utf-8")))
-            run = RunDir(folder)
-            own = [k for k in stage_plan(config) if (f"iter_{k[1]}/{k[0]}" if k[1] else k[0]) not in shared]
-            row(f"seed {seed}: {method}", [run.path_of(*k) for k in own])
+            run = RunDir(folder, shared)
+            stages = [run.path_of(*key) for key in stage_plan(config)]
+            row(f"seed {seed}: {method}", [path for path in stages if path.is_relative_to(folder)])
     lines.append(f"| all | | {total / 60:.1f} |")
     return lines + ["", "Wall time as each stage last ran (a stage remade on another machine counts its last run; "
                     "other jobs on the machine slow a stage down).", ""]
