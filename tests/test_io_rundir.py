@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from coursecorrect.io import (
     atomic_write_json,
     read_jsonl,
     remove_temporaries,
+    remove_temporaries_of,
     temp_dir_beside,
     write_jsonl,
 )
@@ -104,6 +106,27 @@ def test_remove_temporaries_removes_only_ours(tmp_path):
     left = sorted(str(p.relative_to(stage)) for p in stage.rglob("*"))
     assert left == sorted([*user, "model", "trees", ".link.abcdefgh.tmp"])
 
+
+
+def test_remove_temporaries_of_a_path_removes_only_its_own(tmp_path):
+    target = tmp_path / "model"
+    ours = [
+        temp_dir_beside(target),
+        temp_dir_beside(target, "stale."),
+        Path(tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=tmp_path)[1]),
+    ]
+    others = [
+        temp_dir_beside(tmp_path / "model.json"),  # another target's, though it starts with ".model."
+        temp_dir_beside(tmp_path / "modelx"),
+        Path(tempfile.mkstemp(prefix=".DONE.json.", suffix=".tmp", dir=tmp_path)[1]),
+    ]
+    (tmp_path / "sub").mkdir()
+    nested = temp_dir_beside(tmp_path / "sub" / "model")
+    (tmp_path / ".model.abcdefgh.tmp").symlink_to(tmp_path / "sub")
+    removed = remove_temporaries_of(target)
+    assert sorted(removed) == sorted(ours)
+    assert all(p.exists() for p in [*others, nested, tmp_path / ".model.abcdefgh.tmp"])
+    assert remove_temporaries_of(tmp_path / "absent" / "model") == []
 
 _KILLED_MID_WRITE = """
 import os, signal, sys

@@ -16,7 +16,7 @@ from coursecorrect.config import validate_config
 from coursecorrect.data.conversation import Conversation, Message, read_conversations, write_conversations
 from coursecorrect.data.preferences import PreferencePair
 from coursecorrect.errors import ConfigError, CourseCorrectError
-from coursecorrect.io import remove_temporaries
+from coursecorrect.io import remove_temporaries, temp_dir_beside
 from coursecorrect.llm.base import SamplingParams
 from coursecorrect.llm.models import SMOLLM2, TINY_RANDOM, load_model_and_tokenizer, resolve_model
 from coursecorrect.llm.transformers_backend import TransformersLLM
@@ -441,3 +441,10 @@ def test_a_model_save_killed_midway_leaves_a_temporary_that_a_restart_removes(
     monkeypatch.undo()
     (left,) = tmp_path.iterdir()
     assert remove_temporaries(tmp_path) == [left] and list(tmp_path.iterdir()) == []
+
+
+def test_a_model_save_removes_what_a_killed_save_of_it_left(tmp_path: Path, tiny) -> None:
+    left = temp_dir_beside(tmp_path / "model")
+    (left / "model.safetensors").write_bytes(b"half a model")
+    _save_merged(tiny[0], tiny[1], tmp_path / "model")
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]

@@ -46,6 +46,19 @@ def temp_dir_beside(path: Path, tag: str = "") -> Path:
     return Path(tempfile.mkdtemp(prefix=f".{path.name}.{tag}", suffix=".tmp", dir=path.parent))
 
 
+def remove_temporaries_of(path: Path) -> list[Path]:
+    """Delete the temporaries that killed writers of ``path`` itself left beside it (``.NAME.XXXXXXXX.tmp``
+    and ``.NAME.stale.XXXXXXXX.tmp``, never links): for a writer whose folder is not its own to sweep, such as
+    a user's ``--out``; return what was removed."""
+    path = Path(path)
+    own = re.compile(re.escape(f".{path.name}.") + r"(stale\.)?[a-z0-9_]{8}\.tmp")
+    removed = []
+    for candidate in path.parent.iterdir() if path.parent.is_dir() else ():
+        if own.fullmatch(candidate.name) and not candidate.is_symlink():
+            removed.append(_delete(candidate))
+    return removed
+
+
 def remove_temporaries(folder: Path) -> list[Path]:
     """Delete the temporaries that killed writers left anywhere under ``folder`` (only names of the form
     ``.NAME.XXXXXXXX.tmp``, never links); return what was removed."""
@@ -56,12 +69,17 @@ def remove_temporaries(folder: Path) -> list[Path]:
             if not _TEMPORARY.fullmatch(name) or path.is_symlink():
                 continue
             if path.is_dir():
-                shutil.rmtree(path)
                 dirs.remove(name)
-            else:
-                path.unlink()
-            removed.append(path)
+            removed.append(_delete(path))
     return removed
+
+
+def _delete(path: Path) -> Path:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
+    return path
 
 
 def atomic_write_json(path: Path, data: Any, indent: int | None = 2) -> None:

@@ -24,7 +24,7 @@ from transformers import PrinterCallback, Trainer, TrainingArguments, set_seed
 from coursecorrect.config import MAX_COUNT, MAX_EPOCHS, MAX_SIZE, MAX_TOKENS, Config, Seed
 from coursecorrect.data.conversation import Conversation
 from coursecorrect.errors import CourseCorrectError
-from coursecorrect.io import atomic_write_json, read_jsonl, temp_dir_beside
+from coursecorrect.io import atomic_write_json, read_jsonl, remove_temporaries_of, temp_dir_beside
 from coursecorrect.llm.models import DEFAULT_MODEL, default_device, load_model_and_tokenizer, resolve_dtype
 from coursecorrect.train.collate import SFTCollator, pack_examples, weighted_nll
 from coursecorrect.train.finite import FiniteLoss, check_finite_weights
@@ -164,11 +164,13 @@ def _precision(dtype: str, lora: bool, device: str) -> tuple[torch.dtype, bool]:
 
 def _save_merged(model: torch.nn.Module, tokenizer: Any, final: Path) -> None:
     """Merge LoRA adapters and save a plain model folder (safetensors + tokenizer) at ``final``, atomically:
-    written beside it, then renamed into place, so a crash never leaves half a model there. Non-finite
-    weights raise :class:`~coursecorrect.train.finite.TrainingError` instead."""
+    written beside it, then renamed into place, so a crash never leaves half a model there, and what an
+    earlier, killed save of it left there is deleted first. Non-finite weights raise
+    :class:`~coursecorrect.train.finite.TrainingError` instead."""
     if isinstance(model, PeftModel):
         model = model.merge_and_unload()
     check_finite_weights(model)
+    remove_temporaries_of(final)
     tmp = temp_dir_beside(final)
     try:
         model.save_pretrained(tmp)
