@@ -107,7 +107,6 @@ def test_remove_temporaries_removes_only_ours(tmp_path):
     assert left == sorted([*user, "model", "trees", ".link.abcdefgh.tmp"])
 
 
-
 def test_remove_temporaries_of_a_path_removes_only_its_own(tmp_path):
     target = tmp_path / "model"
     ours = [
@@ -127,6 +126,7 @@ def test_remove_temporaries_of_a_path_removes_only_its_own(tmp_path):
     assert sorted(removed) == sorted(ours)
     assert all(p.exists() for p in [*others, nested, tmp_path / ".model.abcdefgh.tmp"])
     assert remove_temporaries_of(tmp_path / "absent" / "model") == []
+
 
 _KILLED_MID_WRITE = """
 import os, signal, sys

@@ -19,7 +19,8 @@ from coursecorrect.errors import CourseCorrectError
 
 _UMASK = os.umask(0)
 os.umask(_UMASK)
-_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # tempfile's random part: 8 of [a-z0-9_]
+_RANDOM_TAIL = r"[a-z0-9_]{8}\.tmp"  # tempfile's random part: 8 of [a-z0-9_]
+_TEMPORARY = re.compile(r"\..+\." + _RANDOM_TAIL)
 _TAIL_CHUNK = 1 << 16
 
 
@@ -51,7 +52,7 @@ def remove_temporaries_of(path: Path) -> list[Path]:
     and ``.NAME.stale.XXXXXXXX.tmp``, never links): for a writer whose folder is not its own to sweep, such as
     a user's ``--out``; return what was removed."""
     path = Path(path)
-    own = re.compile(re.escape(f".{path.name}.") + r"(stale\.)?[a-z0-9_]{8}\.tmp")
+    own = re.compile(re.escape(f".{path.name}.") + r"(stale\.)?" + _RANDOM_TAIL)
     removed = []
     for candidate in path.parent.iterdir() if path.parent.is_dir() else ():
         if own.fullmatch(candidate.name) and not candidate.is_symlink():
