@@ -8,10 +8,14 @@ import shutil
 import pytest
 
 from coursecorrect.config import validate_config
+from coursecorrect.data.conversation import Conversation, Message, write_conversations
 from coursecorrect.data.tree import trees_digest
 from coursecorrect.errors import ConfigError
 from coursecorrect.pipeline.compare import CompareConfig, method_dir, run_compare
+from coursecorrect.pipeline.compare_folders import method_stages, twin_of
 from coursecorrect.pipeline.report import splice_into_markdown
+from coursecorrect.revision.build import DATA_FILE
+from coursecorrect.rundir import RunDir
 from test_pipeline import TINY
 
 COMPARE = {**TINY, "methods": ["agent-r", "good", "eto", "gold"], "seeds": [0, 1],
@@ -36,7 +40,12 @@ def test_methods_share_the_warm_start_first_eval_and_iteration_1_trees_then_resu
             assert not (run / "warm_start").exists() and not (run / "iter_1" / "collect").exists()
             data = json.loads((run / "iter_1" / "data" / "DONE.json").read_text())
             assert data["trees_sha256"] == digest
-            assert (run / "iter_1" / "eval" / "textcraft" / "episodes.jsonl").is_file()
+        # the tiny model's search finds no success: good's data (none) and settings are agent-r's, so good takes
+        # agent-r's training and evaluation; eto trains with DPO, so it is no twin
+        assert (method_dir(tmp_path, seed, "agent-r") / "iter_1" / "eval" / "textcraft" / "episodes.jsonl").is_file()
+        assert (method_dir(tmp_path, seed, "eto") / "iter_1" / "eval" / "textcraft" / "episodes.jsonl").is_file()
+        assert not (method_dir(tmp_path, seed, "good") / "iter_1" / "train").exists()
+        assert not (method_dir(tmp_path, seed, "good") / "iter_1" / "eval").exists()
         assert not (method_dir(tmp_path, seed, "gold") / "iter_1" / "collect").exists()  # the control searches none
         assert (method_dir(tmp_path, seed, "eto") / "iter_1" / "data" / "preferences.jsonl").is_file()
     assert "seed: 1" in (method_dir(tmp_path, 1, "agent-r") / "config.yaml").read_text()
@@ -45,12 +54,17 @@ def test_methods_share_the_warm_start_first_eval_and_iteration_1_trees_then_resu
     assert "## Table 2: test success (%)" in text and "| eto |" in text and "| gold |" in text
     assert "## Table 1" in text and "vs agent-r" in text
     assert "| seed 1: gold | 4/4 |" in text and "| seed 0: iteration-1 trees | 1/1 |" in text  # progress
+    assert "| seed 1: good | 1/1 |" in text  # its own data stage; the rest is agent-r's
+    assert "- seed 1: good trains on the same data with the same settings as agent-r in iteration 1" in text
+    rows = {line.split(" |")[0]: line.split(" | ", 1)[1] for line in text.split("## Table 3")[0].splitlines()
+            if line.startswith(("| agent-r |", "| good |"))}
+    assert rows["| agent-r"].rsplit(" | ", 1)[0] == rows["| good"].rsplit(" | ", 1)[0]  # all but "vs agent-r"
     times = _stage_times(tmp_path)
 
     run_compare(config, tmp_path, progress=False)  # all done: nothing runs again
     assert _stage_times(tmp_path) == times
 
-    killed = method_dir(tmp_path, 1, "good") / "iter_1" / "eval"
+    killed = method_dir(tmp_path, 1, "eto") / "iter_1" / "eval"
     (killed / "DONE.json").unlink()  # as if killed in the middle of one method's evaluation
     before = report.read_text()
     run_compare(config, tmp_path, progress=False)
@@ -67,7 +81,9 @@ def test_every_method_builds_its_first_data_before_any_trains_and_a_moved_run_re
     run_compare(config, tmp_path, progress=False)
     runs = {m: method_dir(tmp_path, 0, m) for m in config.methods}
     data_1 = [(run / "iter_1" / "data" / "DONE.json").stat().st_mtime_ns for run in runs.values()]
-    train_1 = [(run / "iter_1" / "train" / "DONE.json").stat().st_mtime_ns for run in runs.values()]
+    trains = [RunDir(method_dir(tmp_path, 0, m), method_stages(tmp_path, 0, m, config.methods)).path_of("train", 1)
+              for m in config.methods]  # good (no data, as agent-r) takes agent-r's training
+    train_1 = [(path / "DONE.json").stat().st_mtime_ns for path in trains]
     assert max(data_1) < min(train_1)  # the shared trees are done with before the first training
 
     # carried to another machine with what git keeps (no models, no trees), stopped in gold's last evaluation
@@ -82,6 +98,51 @@ def test_every_method_builds_its_first_data_before_any_trains_and_a_moved_run_re
     gold = str(runs["gold"].relative_to(tmp_path))
     assert redone == sorted(["warm_start/DONE.json", f"{gold}/iter_1/train/DONE.json",
                              f"{gold}/iter_2/train/DONE.json", f"{gold}/iter_2/eval/DONE.json"])
+
+
+def _data_stage(run, iteration, answers, kind):
+    """A finished data stage of ``run`` with one example per answer, labelled ``kind``."""
+    examples = [Conversation(messages=[Message(role="user", content="Goal: craft stick."),
+                                       Message(role="assistant", content=answer, loss=True)], meta={"kind": kind})
+                for answer in answers]
+    stage = run.stage("data", iteration)
+    write_conversations(stage.path / DATA_FILE, examples)
+    stage.mark_done({"examples": len(examples)})
+
+
+def test_a_method_with_the_same_training_data_and_settings_as_an_earlier_one_takes_its_stages(tmp_path):
+    methods = ["good", "optimal", "eto", "gold", "fast", "optimal+good"]
+    config = CompareConfig.model_validate({**COMPARE, "methods": methods, "iterations": 2, "variants": {
+        "fast": {"preset": "good", "set": {"train.learning_rate": 1e-3}}}})
+    runs = {m: RunDir.open(method_dir(tmp_path, 0, m), config.method_config(m, 0)) for m in methods}
+    for method, run in runs.items():
+        _data_stage(run, 1, ["Action: get 1 oak log"], "good" if method == "good" else "optimal")
+        _data_stage(run, 2, ["Action: craft 4 stick using 2 planks"], "good")
+    _data_stage(runs["optimal+good"], 2, ["Action: get 2 planks"], "good")
+
+    assert twin_of(tmp_path, 0, "optimal", methods) == ("good", [1, 2])  # labels aside, the same examples
+    assert twin_of(tmp_path, 0, "optimal+good", methods) == ("good", [1])  # its iteration-2 data differ
+    assert twin_of(tmp_path, 0, "good", methods) is None  # nothing before it
+    for other in ("eto", "gold", "fast"):  # DPO, the control, another learning rate: other training
+        assert twin_of(tmp_path, 0, other, methods) is None
+
+    good = method_dir(tmp_path, 0, "good")
+    stages = method_stages(tmp_path, 0, "optimal", methods)
+    assert {k: v for k, v in stages.items() if k.startswith("iter_") and k != "iter_1/collect"} == {
+        "iter_1/train": good / "iter_1" / "train", "iter_1/eval": good / "iter_1" / "eval",
+        "iter_1/revision": good / "iter_1" / "revision", "iter_2/collect": good / "iter_2" / "collect",
+        "iter_2/train": good / "iter_2" / "train", "iter_2/eval": good / "iter_2" / "eval",
+        "iter_2/revision": good / "iter_2" / "revision",
+    }  # no iteration 3
+    assert "iter_2/train" not in method_stages(tmp_path, 0, "optimal+good", methods)
+    runs["optimal"].stage("eval", 1).mark_done({})  # a stage it ran on its own stays its own
+    assert "iter_1/eval" not in method_stages(tmp_path, 0, "optimal", methods)
+
+    _data_stage(runs["optimal"], 1, ["Action: get 1 oak log"], "optimal")  # remade (new DONE time): read again
+    assert twin_of(tmp_path, 0, "optimal", methods) == ("good", [1, 2])
+    (runs["optimal"].path_of("data", 1) / DATA_FILE).write_text("")
+    runs["optimal"].stage("data", 1).mark_done({})
+    assert twin_of(tmp_path, 0, "optimal", methods) is None
 
 
 def test_compare_config_checks_methods_seeds_and_variants():

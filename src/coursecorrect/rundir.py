@@ -55,10 +55,11 @@ class StageDir:
 
 @dataclass(frozen=True)
 class RunDir:
-    """A run's root folder; ``shared`` maps stage keys (``"eval"``, ``"iter_1/collect"``) to folders elsewhere."""
+    """A run's root folder; ``shared`` maps stage keys (``"eval"``, ``"iter_1/collect"``) to folders elsewhere
+    (``compare`` adds to it as a run goes, when a method turns out to repeat an earlier one's training)."""
 
     root: Path
-    shared: Mapping[str, Path] = field(default_factory=dict)
+    shared: dict[str, Path] = field(default_factory=dict)
 
     @classmethod
     def open(cls, root: Path, config: Config | None = None, shared: Mapping[str, Path] | None = None) -> RunDir:

@@ -14,6 +14,11 @@ revision thoughts, the pair shuffle and the training order; the warm start and t
 evaluation do not depend on it. ``gold`` (the control) trains on the warm start's expert data for as many
 optimizer steps as ``control_steps_like`` took in the same iteration. Stages resume like ``run``'s.
 
+A method whose training data and settings turn out identical to an earlier method's, iteration by iteration
+(``good``, ``optimal`` and ``optimal+good`` on an env whose rewards are only 0 or 1), takes that method's models,
+evaluations and next trees instead of remaking them (:func:`~coursecorrect.pipeline.compare_folders.twin_of`);
+the report says so.
+
 Within a seed, every method first builds its iteration-1 data, then each method runs to its end in turn. So the
 shared trees are needed only until the first data are built, and a run resumed on another machine (git keeps
 neither models nor trees) remakes at most the warm start, those trees, and the models of the one method it stopped
@@ -22,7 +27,6 @@ in; a finished method's models are not remade.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -30,12 +34,13 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from coursecorrect.config import Config, Seed, apply_overrides
+from coursecorrect.console import console
 from coursecorrect.errors import ConfigError
 from coursecorrect.llm.actor import Actor
-from coursecorrect.pipeline.compare_folders import method_dir, shared_stages
+from coursecorrect.pipeline.compare_folders import method_dir, method_stages, twin_of
 from coursecorrect.pipeline.compare_report import write_compare_report
-from coursecorrect.pipeline.run import RunConfig, check_run_config, loop_stages, run_loop
-from coursecorrect.rundir import RunDir
+from coursecorrect.pipeline.run import RunConfig, check_run_config, loop_stages
+from coursecorrect.rundir import RunDir, StageDir
 from coursecorrect.train.dpo import DPOStageConfig
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -121,27 +126,42 @@ def run_compare(config: CompareConfig, out_dir: Path, progress: bool = True) -> 
             runs = []
             for method in order:
                 spec = config.method_config(method, seed)
-                run = RunDir.open(method_dir(root, seed, method), spec, shared=shared_stages(root, seed))
-                steps = _steps_of(root, seed, config.control_steps_like) if spec.data.mode == "gold" else None
-                runs.append((spec, run, steps))
-            for spec, run, steps in runs:  # every method's first data first: then the shared trees are done with
+                shared = method_stages(root, seed, method, config.methods)
+                run = RunDir.open(method_dir(root, seed, method), spec, shared=shared)
+                gold = spec.data.mode == "gold"
+                steps = _steps_of(root, seed, config.control_steps_like, config.methods) if gold else None
+                runs.append((method, spec, run, steps))
+            for _, spec, run, steps in runs:  # every method's first data first: then the shared trees are done with
                 for key in loop_stages(spec, run, actor, progress, train_steps=steps):
                     if key == ("data", 1):
                         break
-            for spec, run, steps in runs:
-                run_loop(spec, run, actor, progress, train_steps=steps)
+            for method, spec, run, steps in runs:
+                for stage, _ in loop_stages(spec, run, actor, progress, train_steps=steps):
+                    if stage == "data":  # new data: a twin's next stages may now be the earlier method's
+                        _take_twin_stages(root, seed, method, config.methods, run)
     finally:
         actor.release()
     return write_compare_report(root)
 
 
-def _steps_of(root: Path, seed: int, method: str) -> Callable[[int], int | None]:
+def _take_twin_stages(root: Path, seed: int, method: str, methods: list[str], run: RunDir) -> None:
+    """Point ``run``'s stages that repeat an earlier method's training at that method's folders."""
+    stages = method_stages(root, seed, method, methods)
+    if (twin := twin_of(root, seed, method, methods)) and any(run.shared.get(k) != v for k, v in stages.items()):
+        other, iterations = twin
+        console.print(f"[cyan]{method} trains on the same data with the same settings as {other} up to iteration "
+                      f"{iterations[-1]}: taking its models, evaluations and trees[/cyan]")
+    run.shared.update(stages)
+
+
+def _steps_of(root: Path, seed: int, method: str, methods: list[str]) -> Callable[[int], int | None]:
     """``train_steps`` for the control: the optimizer steps ``method`` took in each iteration (None: unknown)."""
 
     def steps(iteration: int) -> int | None:
-        done = method_dir(root, seed, method) / f"iter_{iteration}" / "train" / "DONE.json"
-        if not done.is_file():
+        run = RunDir(method_dir(root, seed, method), method_stages(root, seed, method, methods))
+        train = StageDir(run.path_of("train", iteration))
+        if not train.is_done():
             return None
-        return json.loads(done.read_text(encoding="utf-8")).get("steps") or None
+        return train.summary().get("steps") or None
 
     return steps

@@ -31,7 +31,7 @@ from coursecorrect.eval.intervals import (
 )
 from coursecorrect.eval.metrics import LOOP_LENGTHS
 from coursecorrect.io import atomic_write_text
-from coursecorrect.pipeline.compare_folders import method_dir, shared_stages
+from coursecorrect.pipeline.compare_folders import method_dir, method_stages, shared_stages, twin_of
 from coursecorrect.pipeline.report import (
     REPORT_FILE,
     collect_results,
@@ -63,7 +63,7 @@ def load_compare(root: Path) -> dict[str, Any]:
     start = task_successes(root / "eval")
     for method in methods:
         for seed in seeds:
-            run = RunDir(method_dir(root, seed, method), shared_stages(root, seed))
+            run = RunDir(method_dir(root, seed, method), method_stages(root, seed, method, methods))
             if not run.root.is_dir():
                 continue
             results = collect_results(run)["iterations"]
@@ -235,12 +235,30 @@ def _progress(root: Path, data: dict[str, Any]) -> list[str]:
                 lines.append(f"| seed {seed}: {method} | not started | – |")
                 continue
             config = RunConfig.model_validate(yaml.safe_load(saved.read_text(encoding="utf-8")))
-            run = RunDir(folder, shared)
+            run = RunDir(folder, method_stages(root, seed, method, data["methods"]))
             stages = [run.path_of(*key) for key in stage_plan(config)]
             row(f"seed {seed}: {method}", [path for path in stages if path.is_relative_to(folder)])
     lines.append(f"| all | | {total / 60:.1f} |")
-    return lines + ["", "Wall time as each stage last ran (a stage remade on another machine counts its last run; "
-                    "other jobs on the machine slow a stage down).", ""]
+    lines += ["", "Wall time as each stage last ran (a stage remade on another machine counts its last run; "
+              "other jobs on the machine slow a stage down).", ""]
+    return lines + _twins(root, data)
+
+
+def _twins(root: Path, data: dict[str, Any]) -> list[str]:
+    """Which methods train on the same data with the same settings as an earlier one (their stages after the
+    data are that method's, unless they were run on their own), so their figures are equal by construction."""
+    lines = []
+    for seed in data["seeds"]:
+        for method in data["methods"]:
+            if twin := twin_of(root, seed, method, data["methods"]):
+                other, iterations = twin
+                which = f"iteration {iterations[0]}" if len(iterations) == 1 else f"iterations 1–{iterations[-1]}"
+                lines.append(f"- seed {seed}: {method} trains on the same data with the same settings as {other} "
+                             f"in {which}")
+    if not lines:
+        return []
+    return ["Identical training (the same models: the figures are equal by construction, and the stages after each "
+            "data stage are the first method's unless run on their own):", "", *lines, ""]
 
 
 def _plots(root: Path, data: dict[str, Any], iterations: list[int]) -> list[str]:

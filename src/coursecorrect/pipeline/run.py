@@ -173,13 +173,9 @@ def run_pipeline(config: RunConfig, out_dir: Path, progress: bool = True) -> Pat
     return write_report(run.root)
 
 
-def run_loop(
-    config: RunConfig, run: RunDir, actor: Actor, progress: bool = True,
-    train_steps: Callable[[int], int | None] | None = None,
-) -> None:
-    """The stages of ``config`` in ``run`` (stages already done are skipped). ``train_steps(i)``, if given,
-    fixes iteration ``i``'s optimizer steps (``compare``'s gold control trains as long as Agent-R)."""
-    for _ in loop_stages(config, run, actor, progress, train_steps):
+def run_loop(config: RunConfig, run: RunDir, actor: Actor, progress: bool = True) -> None:
+    """The stages of ``config`` in ``run`` (stages already done are skipped)."""
+    for _ in loop_stages(config, run, actor, progress):
         pass
 
 
@@ -191,8 +187,10 @@ def loop_stages(
     train_steps: Callable[[int], int | None] | None = None,
 ) -> Iterator[StageKey]:
     """Run the stages of ``config`` in ``run`` one by one, yielding each one's key once it is done; stop
-    iterating to stop after a stage. A finished stage whose model or trees are gone (a run folder carried to
-    another machine: git keeps neither) runs again only if a stage after it still needs them."""
+    iterating to stop after a stage. ``train_steps(i)``, if given, fixes iteration ``i``'s optimizer steps
+    (``compare``'s gold control trains as long as Agent-R). A finished stage whose model or trees are gone (a
+    run folder carried to another machine: git keeps neither) runs again only if a stage after it still needs
+    them."""
     plan = stage_plan(config)
     current = config.model.model
     if config.warm_start.enabled:
