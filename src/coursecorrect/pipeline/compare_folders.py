@@ -48,7 +48,7 @@ def method_stages(root: Path, seed: int, method: str, methods: Sequence[str]) ->
     other, iterations = twin
     source = RunDir(method_dir(root, seed, other), method_stages(root, seed, other, methods))
     own = method_dir(root, seed, method)
-    last = _config(own).iterations
+    last = saved_config(own).iterations
     for i in iterations:
         keys = [(stage, i) for stage in TWIN_STAGES] + ([("collect", i + 1)] if i < last else [])
         for stage, j in keys:
@@ -62,12 +62,12 @@ def twin_of(root: Path, seed: int, method: str, methods: Sequence[str]) -> tuple
     """The first method before ``method`` in ``methods`` whose training it repeats, and the iterations where it
     does (1, 2, ... up to the first whose data differ, or are not built yet); None if there is none."""
     own = method_dir(root, seed, method)
-    mine = _config(own)
+    mine = saved_config(own)
     if mine is None or mine.data.mode == "gold":
         return None
     for other in methods[: list(methods).index(method)]:
         folder = method_dir(root, seed, other)
-        theirs = _config(folder)
+        theirs = saved_config(folder)
         if theirs is None or theirs.data.mode == "gold" or _training_settings(theirs) != _training_settings(mine):
             continue
         same = []
@@ -80,7 +80,8 @@ def twin_of(root: Path, seed: int, method: str, methods: Sequence[str]) -> tuple
     return None
 
 
-def _config(folder: Path) -> RunConfig | None:
+def saved_config(folder: Path) -> RunConfig | None:
+    """The run config saved in a method's folder; None if the method has not started."""
     saved = folder / "config.yaml"
     return _read_config(saved, saved.stat().st_mtime_ns) if saved.is_file() else None
 

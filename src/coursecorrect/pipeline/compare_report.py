@@ -31,7 +31,13 @@ from coursecorrect.eval.intervals import (
 )
 from coursecorrect.eval.metrics import LOOP_LENGTHS
 from coursecorrect.io import atomic_write_text
-from coursecorrect.pipeline.compare_folders import method_dir, method_stages, shared_stages, twin_of
+from coursecorrect.pipeline.compare_folders import (
+    method_dir,
+    method_stages,
+    saved_config,
+    shared_stages,
+    twin_of,
+)
 from coursecorrect.pipeline.report import (
     REPORT_FILE,
     collect_results,
@@ -40,7 +46,7 @@ from coursecorrect.pipeline.report import (
     save_figure,
     task_successes,
 )
-from coursecorrect.pipeline.run import RunConfig, stage_plan
+from coursecorrect.pipeline.run import stage_plan
 from coursecorrect.rundir import RunDir, StageDir
 
 Scores = dict[tuple[str, int], list[float]]  # (env, task id) -> one value per seed
@@ -230,11 +236,10 @@ def _progress(root: Path, data: dict[str, Any]) -> list[str]:
         row(f"seed {seed}: iteration-1 trees", [shared["iter_1/collect"]])
         for method in data["methods"]:
             folder = method_dir(root, seed, method)
-            saved = folder / "config.yaml"
-            if not saved.is_file():
+            config = saved_config(folder)
+            if config is None:
                 lines.append(f"| seed {seed}: {method} | not started | – |")
                 continue
-            config = RunConfig.model_validate(yaml.safe_load(saved.read_text(encoding="utf-8")))
             run = RunDir(folder, method_stages(root, seed, method, data["methods"]))
             stages = [run.path_of(*key) for key in stage_plan(config)]
             row(f"seed {seed}: {method}", [path for path in stages if path.is_relative_to(folder)])
