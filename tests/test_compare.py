@@ -54,7 +54,7 @@ def test_methods_share_the_warm_start_first_eval_and_iteration_1_trees_then_resu
     assert "## Table 2: test success (%)" in text and "| eto |" in text and "| gold |" in text
     assert "## Table 1" in text and "vs agent-r" in text
     assert "| seed 1: gold | 4/4 |" in text and "| seed 0: iteration-1 trees | 1/1 |" in text  # progress
-    assert "| seed 1: good | 1/1 |" in text  # its own data stage; the rest is agent-r's
+    assert "| seed 1: good (3 more taken from agent-r) | 1/1 |" in text  # its own data stage; the rest is agent-r's
     assert "- seed 1: good trains on the same data with the same settings as agent-r in iteration 1" in text
     rows = {line.split(" |")[0]: line.split(" | ", 1)[1] for line in text.split("## Table 3")[0].splitlines()
             if line.startswith(("| agent-r |", "| good |"))}

@@ -242,7 +242,12 @@ def _progress(root: Path, data: dict[str, Any]) -> list[str]:
                 continue
             run = RunDir(folder, method_stages(root, seed, method, data["methods"]))
             stages = [run.path_of(*key) for key in stage_plan(config)]
-            row(f"seed {seed}: {method}", [path for path in stages if path.is_relative_to(folder)])
+            part = f"seed {seed}: {method}"
+            if twin := twin_of(root, seed, method, data["methods"]):
+                twin_folder = method_dir(root, seed, twin[0])
+                taken = sum(path.is_relative_to(twin_folder) for path in stages)
+                part += f" ({taken} more taken from {twin[0]})"
+            row(part, [path for path in stages if path.is_relative_to(folder)])
     lines.append(f"| all | | {total / 60:.1f} |")
     lines += ["", "Wall time as each stage last ran (a stage remade on another machine counts its last run; "
               "other jobs on the machine slow a stage down).", ""]
