@@ -233,6 +233,7 @@ def _progress(root: Path, data: dict[str, Any]) -> list[str]:
     row("shared: warm start, iteration-0 evaluation", [root / "warm_start", root / "eval"])
     for seed in data["seeds"]:
         shared = shared_stages(root, seed)
+        common = set(shared.values())
         row(f"seed {seed}: iteration-1 trees", [shared["iter_1/collect"]])
         for method in data["methods"]:
             folder = method_dir(root, seed, method)
@@ -242,12 +243,12 @@ def _progress(root: Path, data: dict[str, Any]) -> list[str]:
                 continue
             run = RunDir(folder, method_stages(root, seed, method, data["methods"]))
             stages = [run.path_of(*key) for key in stage_plan(config)]
+            own = [path for path in stages if path.is_relative_to(folder)]
             part = f"seed {seed}: {method}"
-            if twin := twin_of(root, seed, method, data["methods"]):
-                twin_folder = method_dir(root, seed, twin[0])
-                taken = sum(path.is_relative_to(twin_folder) for path in stages)
+            if twin := twin_of(root, seed, method, data["methods"]):  # a twin's twin's stages are its too
+                taken = len(stages) - len(own) - sum(path in common for path in stages)
                 part += f" ({taken} more taken from {twin[0]})"
-            row(part, [path for path in stages if path.is_relative_to(folder)])
+            row(part, own)
     lines.append(f"| all | | {total / 60:.1f} |")
     lines += ["", "Wall time as each stage last ran (a stage remade on another machine counts its last run; "
               "other jobs on the machine slow a stage down).", ""]
