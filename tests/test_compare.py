@@ -13,6 +13,7 @@ from coursecorrect.data.tree import trees_digest
 from coursecorrect.errors import ConfigError
 from coursecorrect.pipeline.compare import CompareConfig, method_dir, run_compare
 from coursecorrect.pipeline.compare_folders import method_stages, twin_of
+from coursecorrect.pipeline.compare_report import _train_steps
 from coursecorrect.pipeline.report import splice_into_markdown
 from coursecorrect.revision.build import DATA_FILE
 from coursecorrect.rundir import RunDir
@@ -176,3 +177,11 @@ def test_report_fills_a_marked_block_of_a_markdown_file(tmp_path):
     readme.write_text("no block here\n")
     with pytest.raises(Exception, match="no block"):
         splice_into_markdown(readme, run, run / "report.md")
+
+
+def test_table_1_gives_eto_its_sft_and_dpo_steps_and_other_methods_their_sft_steps():
+    eto = [{"steps": 56, "dpo": {"steps": 48}}, {"steps": 52, "dpo": {"steps": 40}}]
+    assert _train_steps(eto) == "54 + 44 DPO"
+    assert _train_steps([{"steps": 152}, {"steps": 148}]) == "150"
+    assert _train_steps([{"steps": 10, "dpo": {"skipped": True, "steps": 0}}]) == "10 + 0 DPO"
+    assert _train_steps([{"skipped": "no training data"}]) == "–"

@@ -181,7 +181,7 @@ def _table1(data: dict[str, Any], iterations: list[int]) -> list[str]:
             counts = [_sum_envs(s["data"].get("counts", {})) for s in runs]
             row = [method, str(i)] + [f"{mean(c.get(k, 0) for c in counts):g}" for k in DATA_KINDS]
             row.append(_mean_of([s["data"].get("preference_pairs") for s in runs]))
-            row.append(_mean_of([s.get("train", {}).get("steps") for s in runs]))
+            row.append(_train_steps([s.get("train", {}) for s in runs]))
             agreement = [s["data"].get("critic_accuracy") for s in runs if s["data"].get("critic_accuracy")]
             row.append(_agreement(agreement))
             lines.append("| " + " | ".join(row) + " |")
@@ -195,6 +195,13 @@ def _sum_envs(counts: dict[str, dict[str, Any]]) -> dict[str, float]:
 def _mean_of(values: list[Any]) -> str:
     numbers = [v for v in values if isinstance(v, int | float)]
     return f"{mean(numbers):g}" if numbers else "–"
+
+
+def _train_steps(trainings: list[dict[str, Any]]) -> str:
+    """Mean SFT steps, and mean DPO steps after a "+" where the method also ran DPO (ETO)."""
+    sft = _mean_of([t.get("steps") for t in trainings])
+    dpo = _mean_of([(t.get("dpo") or {}).get("steps") for t in trainings])
+    return sft if dpo == "–" else f"{sft} + {dpo} DPO"
 
 
 def _agreement(records: list[dict[str, Any]]) -> str:
