@@ -13,7 +13,7 @@ from coursecorrect.data.tree import trees_digest
 from coursecorrect.errors import ConfigError
 from coursecorrect.pipeline.compare import CompareConfig, method_dir, run_compare
 from coursecorrect.pipeline.compare_folders import method_stages, twin_of
-from coursecorrect.pipeline.compare_report import _train_steps
+from coursecorrect.pipeline.compare_report import _per_seed, _train_steps
 from coursecorrect.pipeline.report import splice_into_markdown
 from coursecorrect.revision.build import DATA_FILE
 from coursecorrect.rundir import RunDir
@@ -185,3 +185,13 @@ def test_table_1_gives_eto_its_sft_and_dpo_steps_and_other_methods_their_sft_ste
     assert _train_steps([{"steps": 152}, {"steps": 148}]) == "150"
     assert _train_steps([{"steps": 10, "dpo": {"skipped": True, "steps": 0}}]) == "10 + 0 DPO"
     assert _train_steps([{"skipped": "no training data"}]) == "–"
+
+
+def test_per_seed_table_shows_each_seeds_success_over_the_iterations_it_has_run():
+    data = {"seeds": [0, 1, 2], "methods": ["agent-r", "gold"],
+            "by_seed": {"agent-r": {0: {0: 0.19, 1: 0.21, 2: 0.19, 3: 0.19}, 1: {0: 0.19, 1: 0.215}},
+                        "gold": {0: {0: 0.19, 1: 0.22}}}}
+    lines = _per_seed(data)
+    assert lines[2] == "| method | seed 0 | seed 1 | seed 2 |"
+    assert lines[4] == "| agent-r | 19 → 21 → 19 → 19 | 19 → 21.5 | – |"
+    assert lines[5] == "| gold | 19 → 22 | – | – |"

@@ -3,6 +3,7 @@
 Everything is read back from the run folders (per-episode JSONL, stage summaries), so ``coursecorrect report``
 redraws it at any point and from the small artefacts alone (no models, no trees):
 
+- Per seed: each seed's test success over the iterations, as it has run so far.
 - Table 2: test success per method and iteration. A cell is the mean over test tasks of each task's mean over
   seeds, with a bootstrap interval over the tasks; ``seeds`` gives the spread of the seeds' own means (Student
   t); ``vs REF`` is the paired difference to the reference method over tasks, "within its interval" when that
@@ -58,13 +59,14 @@ def is_compare_folder(root: Path) -> bool:
 
 
 def load_compare(root: Path) -> dict[str, Any]:
-    """Per method and iteration: successes by task and seed, revision ability likewise, and stage summaries."""
+    """Per method and iteration: successes by task and seed, revision ability likewise, each seed's mean success,
+    and stage summaries."""
     root = Path(root)
     config = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
     methods, seeds = config["methods"], config["seeds"]
     success: dict[str, dict[int, Scores]] = {m: defaultdict(lambda: defaultdict(list)) for m in methods}
     revision: dict[str, dict[int, Scores]] = {m: defaultdict(lambda: defaultdict(list)) for m in methods}
-    seed_means: dict[str, dict[int, list[float]]] = {m: defaultdict(list) for m in methods}
+    by_seed: dict[str, dict[int, dict[int, float]]] = {m: defaultdict(dict) for m in methods}
     summaries: dict[str, dict[int, list[dict[str, Any]]]] = {m: defaultdict(list) for m in methods}
     start = task_successes(root / "eval")
     for method in methods:
@@ -81,12 +83,12 @@ def load_compare(root: Path) -> dict[str, Any]:
                 for key, value in scores.items():
                     success[method][i][key].append(value)
                 if scores:
-                    seed_means[method][i].append(mean(scores.values()))
+                    by_seed[method][seed][i] = mean(scores.values())
                 if "revision" in stages:
                     for key, value in task_successes(run.path_of("revision", i)).items():
                         revision[method][i][key].append(value)
     return {"config": config, "methods": methods, "seeds": seeds, "success": success, "revision": revision,
-            "seed_means": seed_means, "summaries": summaries}
+            "by_seed": by_seed, "summaries": summaries}
 
 
 def _complete(scores: Scores) -> Scores:
@@ -118,6 +120,7 @@ def write_compare_report(root: Path) -> Path:
     lines = [f"# Compare report: {root.name}", "",
              f"Methods: {', '.join(methods)}; seeds: {', '.join(map(str, data['seeds']))}. Cells: % [95% interval] "
              "(n = test tasks × seeds).", ""]
+    lines += _per_seed(data)
     lines += _table2(data, iterations, reference, last)
     lines += _table3(data, iterations)
     lines += _table1(data, iterations)
@@ -136,6 +139,20 @@ def write_compare_report(root: Path) -> Path:
     return path
 
 
+def _per_seed(data: dict[str, Any]) -> list[str]:
+    """One cell per method and seed: success (%) at each evaluated iteration, from iteration 0 on."""
+    header = ["method", *(f"seed {s}" for s in data["seeds"])]
+    lines = ["## Per seed: test success (%), iteration 0 → 1 → …", "", "| " + " | ".join(header) + " |",
+             "|" + "---|" * len(header)]
+    for method in data["methods"]:
+        cells = []
+        for seed in data["seeds"]:
+            done = data["by_seed"][method].get(seed, {})
+            cells.append(" → ".join(f"{100 * done[i]:.3g}" for i in sorted(done)) if done else "–")
+        lines.append("| " + " | ".join([method, *cells]) + " |")
+    return lines + [""]
+
+
 def _table2(data: dict[str, Any], iterations: list[int], reference: str, last: int) -> list[str]:
     header = ["method"] + [f"iter {i}" for i in iterations] + [f"seeds (iter {last})", f"vs {reference} (iter {last})"]
     lines = ["## Table 2: test success (%)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -143,7 +160,7 @@ def _table2(data: dict[str, Any], iterations: list[int], reference: str, last: i
     for method in data["methods"]:
         by_iter = data["success"][method]
         row = [method] + [_cell(by_iter.get(i, {})) for i in iterations]
-        seeds = data["seed_means"][method].get(last, [])
+        seeds = [done[last] for done in data["by_seed"][method].values() if last in done]
         plural = "s" if len(seeds) > 1 else ""
         row.append(f"{format_percent(seed_spread(seeds))} ({len(seeds)} seed{plural})" if seeds else "–")
         mine = _per_task(by_iter.get(last, {}))
