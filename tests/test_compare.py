@@ -13,7 +13,7 @@ from coursecorrect.data.tree import trees_digest
 from coursecorrect.errors import ConfigError
 from coursecorrect.pipeline.compare import CompareConfig, method_dir, run_compare
 from coursecorrect.pipeline.compare_folders import method_stages, twin_of
-from coursecorrect.pipeline.compare_report import _per_seed, _train_steps
+from coursecorrect.pipeline.compare_report import _paired_means, _per_seed, _train_steps
 from coursecorrect.pipeline.report import splice_into_markdown
 from coursecorrect.revision.build import DATA_FILE
 from coursecorrect.rundir import RunDir
@@ -188,10 +188,25 @@ def test_table_1_gives_eto_its_sft_and_dpo_steps_and_other_methods_their_sft_ste
 
 
 def test_per_seed_table_shows_each_seeds_success_over_the_iterations_it_has_run():
+    def tasks(rate: float) -> dict[tuple[str, int], float]:  # 200 tasks, so a rate of 21.5% is exact
+        return {("textcraft", k): float(k < 200 * rate) for k in range(200)}
+
     data = {"seeds": [0, 1, 2], "methods": ["agent-r", "gold"],
-            "by_seed": {"agent-r": {0: {0: 0.19, 1: 0.21, 2: 0.19, 3: 0.19}, 1: {0: 0.19, 1: 0.215}},
-                        "gold": {0: {0: 0.19, 1: 0.22}}}}
+            "by_seed": {"agent-r": {0: {i: tasks(r) for i, r in enumerate((0.19, 0.21, 0.19, 0.19))},
+                                    1: {0: tasks(0.19), 1: tasks(0.215)}},
+                        "gold": {0: {0: tasks(0.19), 1: tasks(0.22)}}}}
     lines = _per_seed(data)
     assert lines[2] == "| method | seed 0 | seed 1 | seed 2 |"
     assert lines[4] == "| agent-r | 19 → 21 → 19 → 19 | 19 → 21.5 | – |"
     assert lines[5] == "| gold | 19 → 22 | – | – |"
+
+
+def test_a_difference_pairs_only_the_seeds_both_methods_have_run():
+    a, b = ("textcraft", 0), ("textcraft", 1)
+    by_seed = {"agent-r": {0: {3: {a: 0.0, b: 1.0}}, 1: {3: {a: 1.0, b: 1.0}}},
+               "gold": {0: {3: {a: 1.0, b: 1.0}}, 1: {2: {a: 0.0, b: 0.0}}}}
+    mine, ref = _paired_means(by_seed, "gold", "agent-r", 3)
+    assert mine == {a: 1.0, b: 1.0} and ref == {a: 0.0, b: 1.0}  # seed 0 only: gold has no iteration 3 on seed 1
+    assert _paired_means(by_seed, "gold", "agent-r", 2) == ({}, {})
+    mine, ref = _paired_means(by_seed, "agent-r", "agent-r", 3)
+    assert mine == ref == {a: 0.5, b: 1.0}

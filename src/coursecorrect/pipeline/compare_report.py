@@ -6,8 +6,8 @@ redraws it at any point and from the small artefacts alone (no models, no trees)
 - Per seed: each seed's test success over the iterations, as it has run so far.
 - Table 2: test success per method and iteration. A cell is the mean over test tasks of each task's mean over
   seeds, with a bootstrap interval over the tasks; ``seeds`` gives the spread of the seeds' own means (Student
-  t); ``vs REF`` is the paired difference to the reference method over tasks, "within its interval" when that
-  interval contains 0.
+  t); ``vs REF`` is the paired difference to the reference method over tasks, on the seeds both have run,
+  "within its interval" when that interval contains 0.
 - Table 3: revision ability (the starting model's failed episodes, continued), the same way.
 - Table 1: training data per iteration (mean over seeds), with the model critic's agreement with the expert.
 - Loops: repeated action sub-sequences per episode in the last iteration.
@@ -59,14 +59,14 @@ def is_compare_folder(root: Path) -> bool:
 
 
 def load_compare(root: Path) -> dict[str, Any]:
-    """Per method and iteration: successes by task and seed, revision ability likewise, each seed's mean success,
-    and stage summaries."""
+    """Per method and iteration: successes by task and seed, revision ability likewise, each seed's successes by
+    task (``by_seed``: method -> seed -> iteration -> task -> success), and stage summaries."""
     root = Path(root)
     config = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
     methods, seeds = config["methods"], config["seeds"]
     success: dict[str, dict[int, Scores]] = {m: defaultdict(lambda: defaultdict(list)) for m in methods}
     revision: dict[str, dict[int, Scores]] = {m: defaultdict(lambda: defaultdict(list)) for m in methods}
-    by_seed: dict[str, dict[int, dict[int, float]]] = {m: defaultdict(dict) for m in methods}
+    by_seed: dict[str, dict[int, dict[int, dict[tuple[str, int], float]]]] = {m: defaultdict(dict) for m in methods}
     summaries: dict[str, dict[int, list[dict[str, Any]]]] = {m: defaultdict(list) for m in methods}
     start = task_successes(root / "eval")
     for method in methods:
@@ -83,7 +83,7 @@ def load_compare(root: Path) -> dict[str, Any]:
                 for key, value in scores.items():
                     success[method][i][key].append(value)
                 if scores:
-                    by_seed[method][seed][i] = mean(scores.values())
+                    by_seed[method][seed][i] = scores
                 if "revision" in stages:
                     for key, value in task_successes(run.path_of("revision", i)).items():
                         revision[method][i][key].append(value)
@@ -103,10 +103,6 @@ def _cell(scores: Scores) -> str:
         return "–"
     interval = task_by_seed_interval(scores)
     return f"{format_percent(interval)} (n={len(scores)}×{len(next(iter(scores.values())))})"
-
-
-def _per_task(scores: Scores) -> dict[tuple[str, int], float]:
-    return {k: mean(v) for k, v in _complete(scores).items()}
 
 
 def write_compare_report(root: Path) -> Path:
@@ -131,12 +127,26 @@ def write_compare_report(root: Path) -> Path:
         lines += ["## Plots", ""] + [f"![{name}]({name})" for name in plots] + [""]
     lines += [
         "Intervals: percentile bootstrap over test tasks of each task's mean over seeds; `seeds` is the mean of "
-        "the seeds' own success rates ± Student-t 95% half-width. A difference is paired by task; one whose "
+        "the seeds' own success rates ± Student-t 95% half-width. A difference is paired by task, on the seeds both "
+        "methods have run; one whose "
         "interval contains 0 is printed as within its interval.", "",
     ]
     path = root / REPORT_FILE
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _paired_means(by_seed: dict[str, Any], method: str, reference: str, iteration: int
+                  ) -> tuple[dict[tuple[str, int], float], dict[tuple[str, int], float]]:
+    """Each task's mean over the seeds both methods have evaluated at ``iteration``, for the method and the
+    reference, so a difference never sets one seed set against another while a seed is still running."""
+    runs = [by_seed.get(name, {}) for name in (method, reference)]
+    seeds = [s for s in runs[0] if iteration in runs[0][s] and iteration in runs[1].get(s, {})]
+    if not seeds:
+        return {}, {}
+    tasks = set.intersection(*(set(run[s][iteration]) for run in runs for s in seeds))
+    mine, ref = ({task: mean(run[s][iteration][task] for s in seeds) for task in tasks} for run in runs)
+    return mine, ref
 
 
 def _per_seed(data: dict[str, Any]) -> list[str]:
@@ -148,7 +158,7 @@ def _per_seed(data: dict[str, Any]) -> list[str]:
         cells = []
         for seed in data["seeds"]:
             done = data["by_seed"][method].get(seed, {})
-            cells.append(" → ".join(f"{100 * done[i]:.3g}" for i in sorted(done)) if done else "–")
+            cells.append(" → ".join(f"{100 * mean(done[i].values()):.3g}" for i in sorted(done)) if done else "–")
         lines.append("| " + " | ".join([method, *cells]) + " |")
     return lines + [""]
 
@@ -156,15 +166,14 @@ def _per_seed(data: dict[str, Any]) -> list[str]:
 def _table2(data: dict[str, Any], iterations: list[int], reference: str, last: int) -> list[str]:
     header = ["method"] + [f"iter {i}" for i in iterations] + [f"seeds (iter {last})", f"vs {reference} (iter {last})"]
     lines = ["## Table 2: test success (%)", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    ref = _per_task(data["success"].get(reference, {}).get(last, {}))
     for method in data["methods"]:
         by_iter = data["success"][method]
         row = [method] + [_cell(by_iter.get(i, {})) for i in iterations]
-        seeds = [done[last] for done in data["by_seed"][method].values() if last in done]
+        seeds = [mean(done[last].values()) for done in data["by_seed"][method].values() if last in done]
         plural = "s" if len(seeds) > 1 else ""
         row.append(f"{format_percent(seed_spread(seeds))} ({len(seeds)} seed{plural})" if seeds else "–")
-        mine = _per_task(by_iter.get(last, {}))
-        if method == reference or not ref or not mine or not set(ref) & set(mine):
+        mine, ref = _paired_means(data["by_seed"], method, reference, last)
+        if method == reference or not set(ref) & set(mine):
             row.append("–")
         else:
             row.append(describe_difference(in_points(paired_difference(mine, ref))))
