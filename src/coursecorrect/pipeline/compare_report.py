@@ -128,8 +128,7 @@ def write_compare_report(root: Path) -> Path:
     lines += [
         "Intervals: percentile bootstrap over test tasks of each task's mean over seeds; `seeds` is the mean of "
         "the seeds' own success rates ± Student-t 95% half-width. A difference is paired by task, on the seeds both "
-        "methods have run; one whose "
-        "interval contains 0 is printed as within its interval.", "",
+        "methods have run; one whose interval contains 0 is printed as within its interval.", "",
     ]
     path = root / REPORT_FILE
     atomic_write_text(path, "\n".join(lines))
