@@ -64,7 +64,6 @@ def load_compare(root: Path) -> dict[str, Any]:
     root = Path(root)
     config = yaml.safe_load((root / "config.yaml").read_text(encoding="utf-8"))
     methods, seeds = config["methods"], config["seeds"]
-    success: dict[str, dict[int, Scores]] = {m: defaultdict(lambda: defaultdict(list)) for m in methods}
     revision: dict[str, dict[int, Scores]] = {m: defaultdict(lambda: defaultdict(list)) for m in methods}
     by_seed: dict[str, dict[int, dict[int, dict[tuple[str, int], float]]]] = {m: defaultdict(dict) for m in methods}
     summaries: dict[str, dict[int, list[dict[str, Any]]]] = {m: defaultdict(list) for m in methods}
@@ -80,13 +79,17 @@ def load_compare(root: Path) -> dict[str, Any]:
                 if "eval" not in stages:
                     continue
                 scores = start if i == 0 else task_successes(run.path_of("eval", i))
-                for key, value in scores.items():
-                    success[method][i][key].append(value)
                 if scores:
                     by_seed[method][seed][i] = scores
                 if "revision" in stages:
                     for key, value in task_successes(run.path_of("revision", i)).items():
                         revision[method][i][key].append(value)
+    success: dict[str, dict[int, Scores]] = {m: defaultdict(lambda: defaultdict(list)) for m in methods}
+    for method in methods:
+        for seed in seeds:
+            for i, scores in by_seed[method].get(seed, {}).items():
+                for key, value in scores.items():
+                    success[method][i][key].append(value)
     return {"config": config, "methods": methods, "seeds": seeds, "success": success, "revision": revision,
             "by_seed": by_seed, "summaries": summaries}
 
